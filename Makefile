@@ -1,0 +1,82 @@
+# One entry point for people and CI. `make run` and `make test` do all the set-up they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.13: the app venv uses it too. pyenv (when present) exposes 3.11-3.13 so `sam build` finds python3.13.
+PYENV_VERSIONS := $(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.' | sort -rV | tr '\n' ':')
+export PYENV_VERSION ?= $(PYENV_VERSIONS:%:=%)
+PYTHON ?= $(shell command -v python3.13 2>/dev/null || echo python3)
+TOOLS_PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3.11 2>/dev/null || echo python3)
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+VENV := .venv
+TOOLS := .venv-tools
+PY := $(VENV)/bin/python
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: help run invoke test lint typecheck unit integration template e2e bench clean
+
+help:
+	@echo "make run                              start the whole stack locally (HTTP API on http://127.0.0.1:3000)"
+	@echo "make invoke FN=<LogicalId> EVENT=events/<file>.json   run one function on one event (no Docker)"
+	@echo "make test                             lint, types, unit, integration, template checks, e2e"
+	@echo "make bench                            cold-start import times -> bench/results.json, BENCHMARKS.md"
+	@echo "make e2e API_URL=https://...          the e2e suite against a deployed stack"
+
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+	@echo "==> Setting up $(VENV) with $$($(PYTHON) --version) and the dev dependencies (first run takes about a minute)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip
+	@$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt
+	@touch $@
+
+$(TOOLS)/.installed: requirements-tools.txt
+	@echo "==> Setting up $(TOOLS) with aws-sam-cli and cfn-lint (first run takes a few minutes)"
+	@test -x $(TOOLS)/bin/python || $(TOOLS_PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) --upgrade pip
+	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) -r requirements-tools.txt
+	@touch $@
+
+run: $(VENV)/.installed
+	@$(PY) -m local
+
+invoke: $(VENV)/.installed
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
+	@$(PY) -m local.invoke "$(FN)" "$(EVENT)"
+
+lint: $(VENV)/.installed
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	@echo "==> mypy"
+	@$(VENV)/bin/mypy layers/common/leaderboard functions local
+
+unit: $(VENV)/.installed
+	@echo "==> unit tests"
+	@$(PY) -m pytest tests/unit -q
+
+integration: $(VENV)/.installed
+	@echo "==> integration tests (handlers in-process, moto, real Redis)"
+	@$(PY) -m pytest tests/integration -q
+
+template: $(TOOLS)/.installed
+	@echo "==> sam validate --lint, cfn-lint, sam build (no Docker)"
+	@$(TOOLS)/bin/sam validate --lint
+	@$(TOOLS)/bin/cfn-lint template.yaml
+	@$(TOOLS)/bin/sam build --parallel --cached >/dev/null && echo "sam build: ok (.aws-sam/build)"
+
+# Without API_URL the suite starts the local runtime itself (the same `python -m local` that `make run` starts).
+e2e: $(VENV)/.installed
+	@echo "==> e2e tests against $${API_URL:-the local runtime}"
+	@$(PY) -m pytest tests/e2e -q
+
+test: lint typecheck unit integration template e2e
+
+bench: $(VENV)/.installed
+	@$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .local build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,85 @@
+"""The authentication service: accounts, login sessions and the tokens that prove them.
+
+Each function here is one route's domain logic; it raises `Problem`s the caller can act on.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from leaderboard import login_throttle, passwords, signing_keys, token_families, users
+from leaderboard.config import settings
+from leaderboard.problems import Conflict, Forbidden, TooManyRequests, Unauthorized
+from leaderboard.tokens import ACCESS_TOKEN_SECONDS, Identity, issue_access_token
+
+_LOGIN_FAILED = "The username or password is incorrect."
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a successful login or refresh hands to the player."""
+
+    user_id: str
+    access_token: str
+    refresh_token: str
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "user_id": self.user_id,
+        }
+
+
+def register(username: str, password: str, display_name: str | None) -> users.User:
+    """A new account; 409 if the username is taken."""
+    try:
+        return users.create_user(username, display_name, passwords.hash_password(password))
+    except users.UsernameTaken:
+        raise Conflict("This username is taken; choose another.") from None
+
+
+def login(username: str, password: str, address: str) -> Session:
+    """A new session for the right password. An unknown user and a wrong password get the same answer
+    after the same work; too many failures get 429 with Retry-After."""
+    account = users.username_key(username)
+    try:
+        login_throttle.check(account, address)
+    except login_throttle.Throttled as throttled:
+        raise TooManyRequests("Too many failed logins; try again later.", retry_after=throttled.retry_after) from None
+    user = users.find_user(username)
+    # Verified even for an unknown user (against a decoy hash): the same work, the same answer.
+    valid = passwords.verify_password(user.password_hash if user else None, password)
+    if user is None or not valid:
+        login_throttle.record_failure(account, address)
+        raise Unauthorized(_LOGIN_FAILED)
+    if passwords.needs_rehash(user.password_hash):
+        users.replace_password_hash(username, passwords.hash_password(password))
+    owner = token_families.Owner(user_id=user.user_id, username=user.username)
+    return _session(owner, token_families.start_family(owner))
+
+
+def refresh(refresh_token: str) -> Session:
+    """Spend a refresh token for a new pair; a spent token revokes its whole family."""
+    try:
+        owner, next_token = token_families.rotate(refresh_token)
+    except token_families.RefreshRefused:
+        raise Unauthorized("The refresh token is not valid; log in again.") from None
+    return _session(owner, next_token)
+
+
+def logout(refresh_token: str, user_id: str) -> None:
+    """Revoke the session (token family) of `refresh_token`, which must be the caller's."""
+    try:
+        token_families.revoke(refresh_token, user_id)
+    except token_families.NotYourToken:
+        raise Forbidden("This refresh token belongs to another player.") from None
+
+
+def _session(owner: token_families.Owner, refresh_token: str) -> Session:
+    identity = Identity(user_id=owner.user_id, username=owner.username)
+    access_token = issue_access_token(
+        identity, signing_keys.keys.current(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    return Session(user_id=owner.user_id, access_token=access_token, refresh_token=refresh_token)

@@ -1,0 +1,19 @@
+"""AWS SDK clients, created on first use and kept for warm invocations.
+
+boto3 is imported here and only when a client is first needed: functions that never call AWS through the
+SDK (the authorizer) never pay its ~200 ms import.
+"""
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+@cache
+def dynamodb() -> "DynamoDBClient":
+    """The DynamoDB client (region, credentials and endpoint from the standard AWS environment)."""
+    import boto3  # deferred on purpose, see the module docstring
+
+    return boto3.client("dynamodb")

@@ -1,0 +1,58 @@
+"""The one module that reads the environment.
+
+Values are read when used, never at import, so tests can set the environment at any time.
+"""
+
+import os
+
+
+class ConfigurationError(RuntimeError):
+    """A variable the function needs is missing from its environment (a template or deployment mistake)."""
+
+
+def _require(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is not set; template.yaml gives it to the function")
+    return value
+
+
+class Settings:
+    """What template.yaml tells a function. Each function reads only the variables it was given."""
+
+    @property
+    def jwt_issuer(self) -> str:
+        return _require("JWT_ISSUER")
+
+    @property
+    def jwt_audience(self) -> str:
+        return _require("JWT_AUDIENCE")
+
+    @property
+    def signing_key_secret_id(self) -> str:
+        return _require("SIGNING_KEY_SECRET_ARN")
+
+    @property
+    def users_table(self) -> str:
+        return _require("USERS_TABLE")
+
+    @property
+    def token_families_table(self) -> str:
+        return _require("TOKEN_FAMILIES_TABLE")
+
+    @property
+    def login_attempts_table(self) -> str:
+        return _require("LOGIN_ATTEMPTS_TABLE")
+
+    @property
+    def secrets_extension_port(self) -> int:
+        # The AWS Parameters and Secrets Lambda Extension listens on this port (its own default is 2773).
+        return int(os.environ.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773"))
+
+    @property
+    def secrets_extension_token(self) -> str:
+        # The extension only answers requests that carry the function's session token.
+        return _require("AWS_SESSION_TOKEN")
+
+
+settings = Settings()

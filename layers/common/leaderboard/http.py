@@ -1,0 +1,130 @@
+"""API Gateway HTTP API (payload 2.0) at the edge: request bodies in, JSON and problem details out.
+
+Handlers are wiring only: `@endpoint` maps every error to a response in this one place, so no exception text,
+stack trace or library message ever reaches a caller.
+"""
+
+import base64
+import binascii
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from leaderboard.problems import InvalidRequest, PayloadTooLarge, Problem
+
+logger = Logger(child=True)
+
+type Event = dict[str, Any]
+type Response = dict[str, Any]
+type Handler = Callable[[Event, Any], Response]
+
+# Bodies of this API are a few small fields; anything bigger is refused before parsing.
+MAX_BODY_BYTES = 4096
+
+_TYPE_ERRORS = {"string_type", "int_type", "bool_type", "float_type", "dict_type", "list_type", "none_required"}
+
+
+def json_response(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Response:
+    """A payload-2.0 response; `body=None` sends no body (e.g. 204)."""
+    response: Response = {"statusCode": status, "headers": {**(headers or {})}}
+    if body is not None:
+        response["headers"]["Content-Type"] = "application/json"
+        response["body"] = json.dumps(body, separators=(",", ":"))
+    return response
+
+
+def problem_response(problem: Problem) -> Response:
+    """The RFC 9457 answer for a problem."""
+    return {
+        "statusCode": problem.status,
+        "headers": {"Content-Type": "application/problem+json", **problem.headers},
+        "body": json.dumps(problem.body(), separators=(",", ":")),
+    }
+
+
+def endpoint(handler: Handler) -> Handler:
+    """Answer every `Problem` as problem details and anything unexpected as a bare 500 (logged, not echoed)."""
+
+    @functools.wraps(handler)
+    def wrapper(event: Event, context: Any) -> Response:
+        try:
+            return handler(event, context)
+        except Problem as problem:
+            logger.info("request refused", extra={"status": problem.status, "problem": problem.slug})
+            return problem_response(problem)
+        except Exception:
+            logger.exception("unhandled error")
+            return problem_response(Problem("The server could not complete the request; try again later."))
+
+    return wrapper
+
+
+def parse_body[M: BaseModel](event: Event, model: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:
+    """The request body validated against `model`; 413 when oversize, 400 naming each bad field otherwise."""
+    raw: str | bytes = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("The request body is not valid base64.") from None
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _invalid_body(model, exc) from None
+
+
+def _invalid_body(model: type[BaseModel], exc: ValidationError) -> InvalidRequest:
+    errors = [{"field": _field_name(error), "detail": _describe(model, error)} for error in exc.errors()]
+    if errors[0]["field"] == "":
+        return InvalidRequest(errors[0]["detail"])
+    summary = "; ".join(f"{error['field']}: {error['detail']}" for error in errors)
+    return InvalidRequest(f"The request body is invalid: {summary}.", errors=errors)
+
+
+def _field_name(error: ErrorDetails) -> str:
+    return ".".join(str(part) for part in error["loc"])
+
+
+def _describe(model: type[BaseModel], error: ErrorDetails) -> str:
+    """Our own words for a validation error: pydantic's messages are not part of the API."""
+    kind = error["type"]
+    if kind == "json_invalid":
+        return "The request body is not valid JSON."
+    if not error["loc"]:
+        return "The request body must be a JSON object."
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a field of this request"
+    field = model.model_fields.get(str(error["loc"][0]))
+    expected = field.description if field and field.description else "a valid value"
+    if kind in _TYPE_ERRORS:
+        return f"has the wrong type; expected {expected}"
+    return f"must be {expected}"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The player the authorizer vouched for."""
+
+    user_id: str
+    username: str
+
+
+def caller(event: Event) -> Caller:
+    """The identity the Lambda authorizer put in the request context."""
+    context = event["requestContext"]["authorizer"]["lambda"]
+    return Caller(user_id=context["user_id"], username=context["username"])
+
+
+def source_ip(event: Event) -> str:
+    """The client's address as API Gateway saw it."""
+    return str(event["requestContext"]["http"]["sourceIp"])

@@ -1,0 +1,144 @@
+"""Refresh tokens per RFC 9700: random, stored hashed, rotated on every use, grouped in families.
+
+A refresh token reads `<family_id>.<secret>`. The family (one DynamoDB item) records the hash of the only
+secret that may be used next. Using any other secret of the family, such as a token already spent, means two
+parties hold the family's tokens: the whole family is revoked. A family lives FAMILY_SECONDS from login,
+however often it is refreshed.
+"""
+
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from leaderboard.aws import dynamodb
+from leaderboard.config import settings
+
+FAMILY_SECONDS = 30 * 24 * 3600
+_TOKEN_SHAPE = re.compile(r"^([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$")
+
+
+class RefreshRefused(Exception):
+    """The refresh token cannot be used. `reason` is safe to log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotYourToken(Exception):
+    """The refresh token belongs to another player."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    user_id: str
+    username: str
+
+
+def start_family(owner: Owner) -> str:
+    """A new family (a new login session) and its first refresh token."""
+    family_id, secret = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
+    now = int(time.time())
+    dynamodb().put_item(
+        TableName=settings.token_families_table,
+        Item={
+            "family_id": {"S": family_id},
+            "user_id": {"S": owner.user_id},
+            "username": {"S": owner.username},
+            "token_hash": {"S": _hash(secret)},
+            "revoked": {"BOOL": False},
+            "created_at": {"N": str(now)},
+            "expires_at": {"N": str(now + FAMILY_SECONDS)},  # also the table's TTL attribute
+        },
+        ConditionExpression="attribute_not_exists(family_id)",
+    )
+    return f"{family_id}.{secret}"
+
+
+def rotate(refresh_token: str) -> tuple[Owner, str]:
+    """Spend `refresh_token` and return its owner and the family's next token; RefreshRefused otherwise."""
+    family_id, secret = _parse(refresh_token)
+    family = _get(family_id)
+    if family is None:
+        raise RefreshRefused("unknown family")
+    if family["revoked"]["BOOL"]:
+        raise RefreshRefused("family revoked")
+    if int(family["expires_at"]["N"]) <= time.time():
+        raise RefreshRefused("family expired")
+    spent_hash = _hash(secret)
+    if not hmac.compare_digest(family["token_hash"]["S"], spent_hash):
+        _revoke(family_id)
+        raise RefreshRefused("reuse detected; family revoked")
+    next_secret = secrets.token_urlsafe(32)
+    client = dynamodb()
+    try:
+        client.update_item(
+            TableName=settings.token_families_table,
+            Key={"family_id": {"S": family_id}},
+            UpdateExpression="SET token_hash = :next, rotated_at = :now",
+            # Two concurrent uses of one token: only the first rotates, the second is a reuse.
+            ConditionExpression="token_hash = :spent AND revoked = :false",
+            ExpressionAttributeValues={
+                ":next": {"S": _hash(next_secret)},
+                ":spent": {"S": spent_hash},
+                ":false": {"BOOL": False},
+                ":now": {"N": str(int(time.time()))},
+            },
+        )
+    except client.exceptions.ConditionalCheckFailedException:
+        _revoke(family_id)
+        raise RefreshRefused("concurrent reuse detected; family revoked") from None
+    owner = Owner(user_id=family["user_id"]["S"], username=family["username"]["S"])
+    return owner, f"{family_id}.{next_secret}"
+
+
+def revoke(refresh_token: str, user_id: str) -> None:
+    """End the session `refresh_token` belongs to. Unknown tokens are ignored (logging out twice is fine);
+    NotYourToken if the family is another player's."""
+    try:
+        family_id, _ = _parse(refresh_token)
+    except RefreshRefused:
+        return
+    family = _get(family_id)
+    if family is None:
+        return
+    if family["user_id"]["S"] != user_id:
+        raise NotYourToken
+    _revoke(family_id)
+
+
+def _parse(refresh_token: str) -> tuple[str, str]:
+    match = _TOKEN_SHAPE.match(refresh_token)
+    if match is None:
+        raise RefreshRefused("malformed")
+    return match.group(1), match.group(2)
+
+
+def _hash(secret: str) -> str:
+    # The secret has 256 random bits: a fast hash is enough, no password hashing needed.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _get(family_id: str) -> dict[str, Any] | None:
+    response = dynamodb().get_item(
+        TableName=settings.token_families_table, Key={"family_id": {"S": family_id}}, ConsistentRead=True
+    )
+    return response.get("Item")
+
+
+def _revoke(family_id: str) -> None:
+    client = dynamodb()
+    # If the family expired meanwhile there is nothing left to revoke, and no stub item must be created.
+    with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
+        client.update_item(
+            TableName=settings.token_families_table,
+            Key={"family_id": {"S": family_id}},
+            UpdateExpression="SET revoked = :true",
+            ConditionExpression="attribute_exists(family_id)",
+            ExpressionAttributeValues={":true": {"BOOL": True}},
+        )

@@ -1,0 +1,530 @@
+"""Read a SAM template the way CloudFormation would, as far as the local runtime needs it.
+
+The loader understands the short intrinsic tags (``!Ref``, ``!Sub``...), the resolver evaluates the intrinsics
+against parameter defaults, conditions, mappings, pseudo parameters and the physical identities of the resources,
+and the ``Template`` class turns the result into plain specs: functions with their merged Globals, HTTP routes,
+authorizers.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STACK_NAME = "leaderboard-local"
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+PARTITION = "aws"
+URL_SUFFIX = "amazonaws.com"
+# The id API Gateway would give the HTTP API; it shows up in route ARNs and in requestContext.apiId.
+LOCAL_API_ID = "localapi"
+
+PSEUDO_PARAMETERS: dict[str, Any] = {
+    "AWS::Region": REGION,
+    "AWS::StackName": STACK_NAME,
+    "AWS::StackId": f"arn:{PARTITION}:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{STACK_NAME}/local",
+    "AWS::AccountId": ACCOUNT_ID,
+    "AWS::Partition": PARTITION,
+    "AWS::URLSuffix": URL_SUFFIX,
+    "AWS::NotificationARNs": [],
+}
+NO_VALUE = "AWS::NoValue"
+
+
+class TemplateError(Exception):
+    """The template uses something the local runtime cannot evaluate, or is inconsistent."""
+
+
+# --- YAML with CloudFormation short tags ---------------------------------------------------------------------------
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """A safe YAML loader that turns ``!Tag value`` into the long form ``{"Fn::Tag": value}``."""
+
+
+def _construct_node(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    raise TemplateError(f"unexpected YAML node {node!r}")
+
+
+def _short_tag_constructor(long_name: str) -> Any:
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+        value = _construct_node(loader, node)
+        # !GetAtt accepts "Resource.Attribute"; the long form is a two-element list.
+        if long_name == "Fn::GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+        return {long_name: value}
+
+    return construct
+
+
+for _tag in (
+    "And", "Base64", "Cidr", "Equals", "FindInMap", "GetAtt", "GetAZs", "If", "ImportValue", "Join", "Not", "Or",
+    "Select", "Split", "Sub", "Transform",
+):  # fmt: skip
+    _CloudFormationLoader.add_constructor(f"!{_tag}", _short_tag_constructor(f"Fn::{_tag}"))
+_CloudFormationLoader.add_constructor("!Ref", _short_tag_constructor("Ref"))
+_CloudFormationLoader.add_constructor("!Condition", _short_tag_constructor("Condition"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse CloudFormation YAML, short intrinsic tags included."""
+    return yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+# --- Specs the rest of the runtime works with ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResourceIdentity:
+    """What ``Ref`` and ``Fn::GetAtt`` return for one resource once it exists."""
+
+    ref: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """One ``HttpApi`` event: ``method path`` served by a function, with its authorizer (None = open route)."""
+
+    method: str
+    path: str
+    function_id: str
+    authorizer: str | None
+    timeout_ms: int = 30_000
+
+    @property
+    def route_key(self) -> str:
+        """API Gateway's routeKey, e.g. ``POST /v1/logout``."""
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class LambdaAuthorizer:
+    """An HttpApi Lambda REQUEST authorizer as API Gateway would configure it."""
+
+    name: str
+    function_id: str
+    payload_format: str
+    simple_responses: bool
+    identity_headers: tuple[str, ...]
+    identity_query_strings: tuple[str, ...]
+    ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """An ``AWS::Serverless::Function`` with Globals merged in and every intrinsic it needs resolved."""
+
+    logical_id: str
+    name: str
+    arn: str
+    code_dir: Path
+    handler: str
+    layer_dirs: tuple[Path, ...]
+    timeout_seconds: int
+    memory_mb: int
+    runtime: str
+    environment: dict[str, str]
+
+
+# --- Resolver ----------------------------------------------------------------------------------------------------------
+
+
+def merge_globals(global_props: Mapping[str, Any], own_props: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge SAM Globals into a resource's properties: maps merge, lists add up (globals first), the resource wins."""
+    merged = dict(global_props)
+    for key, value in own_props.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, dict) and not _is_intrinsic(value):
+            merged[key] = merge_globals(current, value)
+        elif isinstance(current, list) and isinstance(value, list):
+            merged[key] = current + value
+        else:
+            merged[key] = value
+    return merged
+
+
+def _is_intrinsic(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _INTRINSICS
+
+
+def dependencies(value: Any) -> set[str]:
+    """Logical ids (other than parameters and pseudo parameters) that ``value`` refers to through Ref/GetAtt/Sub."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= dependencies(item)
+    elif isinstance(value, dict):
+        if set(value) == {"Ref"} and isinstance(value["Ref"], str):
+            found.add(value["Ref"])
+        elif set(value) == {"Fn::GetAtt"}:
+            target = value["Fn::GetAtt"]
+            found.add(target[0] if isinstance(target, list) else str(target).split(".", 1)[0])
+        elif set(value) == {"Fn::Sub"}:
+            sub = value["Fn::Sub"]
+            text, variables = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
+            names = {name.split(".", 1)[0] for name in _SUB_VARIABLE.findall(text)}
+            found |= names - set(variables)
+            found |= dependencies(variables)
+        else:
+            for item in value.values():
+                found |= dependencies(item)
+    return found
+
+
+_SUB_VARIABLE = re.compile(r"\$\{(?!!)([^}]+)\}")
+_INTRINSICS = frozenset(
+    {
+        "Ref", "Condition", "Fn::And", "Fn::Base64", "Fn::Equals", "Fn::FindInMap", "Fn::GetAtt", "Fn::If",
+        "Fn::Join", "Fn::Not", "Fn::Or", "Fn::Select", "Fn::Split", "Fn::Sub", "Fn::Cidr", "Fn::GetAZs",
+        "Fn::ImportValue", "Fn::Transform",
+    }
+)  # fmt: skip
+
+
+class Resolver:
+    """Evaluates intrinsic functions against one template and the physical identities of its resources."""
+
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        identities: Mapping[str, ResourceIdentity],
+        parameter_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self._template = template
+        self._identities = identities
+        self._parameters = self._parameter_values(parameter_overrides or {})
+        self._conditions: dict[str, bool] = {}
+
+    def _parameter_values(self, overrides: Mapping[str, str]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, spec in (self._template.get("Parameters") or {}).items():
+            if name in overrides:
+                raw: Any = overrides[name]
+            elif "Default" in spec:
+                raw = spec["Default"]
+            else:
+                raise TemplateError(f"parameter {name} has no Default; pass it with --parameter-overrides")
+            if str(spec.get("Type", "String")).startswith(("List<", "CommaDelimitedList")):
+                values[name] = raw if isinstance(raw, list) else [item.strip() for item in str(raw).split(",")]
+            else:
+                # CloudFormation hands every scalar parameter (Number included) over as a string.
+                values[name] = str(raw)
+        unknown = set(overrides) - set(values)
+        if unknown:
+            raise TemplateError(f"unknown parameter(s) in overrides: {', '.join(sorted(unknown))}")
+        return values
+
+    def condition(self, name: str) -> bool:
+        """The value of a named condition from the Conditions section."""
+        if name not in self._conditions:
+            definitions = self._template.get("Conditions") or {}
+            if name not in definitions:
+                raise TemplateError(f"unknown condition {name}")
+            self._conditions[name] = self._boolean(self.resolve(definitions[name]), f"condition {name}")
+        return self._conditions[name]
+
+    def resolve(self, value: Any) -> Any:
+        """Return ``value`` with every intrinsic function evaluated and ``AWS::NoValue`` entries dropped."""
+        if isinstance(value, list):
+            return [item for item in (self.resolve(v) for v in value) if item is not _DROP]
+        if not isinstance(value, dict):
+            return value
+        if _is_intrinsic(value):
+            (name, argument), *_ = value.items()
+            return self._evaluate(name, argument)
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not _DROP}
+
+    def _evaluate(self, name: str, argument: Any) -> Any:
+        match name:
+            case "Ref":
+                return self._ref(argument)
+            case "Condition":
+                return self.condition(argument)
+            case "Fn::GetAtt":
+                resource, attribute = argument if isinstance(argument, list) else str(argument).split(".", 1)
+                return self._get_att(self.resolve(resource), self.resolve(attribute))
+            case "Fn::Sub":
+                return self._sub(argument)
+            case "Fn::If":
+                condition_name, if_true, if_false = argument
+                return self.resolve(if_true if self.condition(condition_name) else if_false)
+            case "Fn::Equals":
+                left, right = (self.resolve(item) for item in argument)
+                return str(left) == str(right)
+            case "Fn::Not":
+                return not self._boolean(self.resolve(argument[0]), "Fn::Not")
+            case "Fn::And":
+                return all(self._boolean(self.resolve(item), "Fn::And") for item in argument)
+            case "Fn::Or":
+                return any(self._boolean(self.resolve(item), "Fn::Or") for item in argument)
+            case "Fn::FindInMap":
+                map_name, top_key, second_key = (self.resolve(item) for item in argument[:3])
+                try:
+                    return self._template["Mappings"][map_name][top_key][second_key]
+                except KeyError as exc:
+                    raise TemplateError(f"Fn::FindInMap: no {map_name}/{top_key}/{second_key}") from exc
+            case "Fn::Join":
+                delimiter, items = argument
+                return str(delimiter).join(str(item) for item in self.resolve(items))
+            case "Fn::Select":
+                index, items = argument
+                return self.resolve(items)[int(self.resolve(index))]
+            case "Fn::Split":
+                delimiter, text = argument
+                return str(self.resolve(text)).split(delimiter)
+            case "Fn::Base64":
+                return base64.b64encode(str(self.resolve(argument)).encode()).decode()
+            case "Fn::GetAZs":
+                return [f"{REGION}{zone}" for zone in "abc"]
+        raise TemplateError(f"{name} is not supported by the local runtime")
+
+    def _ref(self, name: str) -> Any:
+        if name == NO_VALUE:
+            return _DROP
+        if name in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[name]
+        if name in self._parameters:
+            return self._parameters[name]
+        if name in self._identities:
+            return self._identities[name].ref
+        raise TemplateError(f"Ref to {name}, which is neither a parameter nor a resource that exists locally")
+
+    def _get_att(self, resource: str, attribute: str) -> str:
+        identity = self._identities.get(resource)
+        if identity is None:
+            raise TemplateError(f"Fn::GetAtt {resource}.{attribute}: no such resource exists locally")
+        if attribute not in identity.attributes:
+            raise TemplateError(f"Fn::GetAtt {resource}.{attribute}: attribute not available locally")
+        return identity.attributes[attribute]
+
+    def _sub(self, argument: Any) -> str:
+        text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], argument[1])
+        values = {key: self.resolve(item) for key, item in variables.items()}
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in values:
+                return str(values[name])
+            if "." in name and name not in PSEUDO_PARAMETERS:
+                resource, attribute = name.split(".", 1)
+                return self._get_att(resource, attribute)
+            return str(self._ref(name))
+
+        # "${!Literal}" is CloudFormation's escape for a literal "${Literal}".
+        return _SUB_VARIABLE.sub(substitute, text).replace("${!", "${")
+
+    @staticmethod
+    def _boolean(value: Any, where: str) -> bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        raise TemplateError(f"{where}: expected a boolean, got {value!r}")
+
+
+class _Drop:
+    """Marker for ``Ref: AWS::NoValue``: the enclosing property or list item disappears."""
+
+
+_DROP: Any = _Drop()
+
+
+# --- The template ------------------------------------------------------------------------------------------------------
+
+
+class Template:
+    """A SAM template read from disk, with the lookups the local runtime needs."""
+
+    def __init__(
+        self,
+        path: Path,
+        parameter_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.path = path.resolve()
+        self.root = self.path.parent
+        try:
+            self.document: dict[str, Any] = load_yaml(self.path.read_text())
+        except FileNotFoundError as exc:
+            raise TemplateError(f"no template at {self.path}") from exc
+        self.parameter_overrides = dict(parameter_overrides or {})
+        conditions = Resolver(self.document, {}, self.parameter_overrides)
+        # A resource whose Condition is false does not exist, as in CloudFormation.
+        self.resources: dict[str, dict[str, Any]] = {
+            logical_id: resource
+            for logical_id, resource in (self.document.get("Resources") or {}).items()
+            if "Condition" not in resource or conditions.condition(resource["Condition"])
+        }
+
+    # Resources by kind ------------------------------------------------------------------------------------------------
+
+    def resources_of_type(self, *types: str) -> dict[str, dict[str, Any]]:
+        """Resources of the given types, by logical id, in template order."""
+        return {logical_id: res for logical_id, res in self.resources.items() if res.get("Type") in types}
+
+    def function_ids(self) -> list[str]:
+        """Logical ids of every ``AWS::Serverless::Function``."""
+        return list(self.resources_of_type("AWS::Serverless::Function"))
+
+    def function_properties(self, logical_id: str) -> dict[str, Any]:
+        """A function's properties with ``Globals.Function`` merged in (still unresolved)."""
+        resource = self.resources.get(logical_id)
+        if resource is None or resource.get("Type") != "AWS::Serverless::Function":
+            raise TemplateError(f"{logical_id} is not an AWS::Serverless::Function in {self.path.name}")
+        global_props = (self.document.get("Globals") or {}).get("Function") or {}
+        return merge_globals(global_props, resource.get("Properties") or {})
+
+    # Identities -------------------------------------------------------------------------------------------------------
+
+    def default_identities(self) -> dict[str, ResourceIdentity]:
+        """The physical ids CloudFormation would give resources whose ids the runtime can choose itself.
+
+        Resources created in a service (secrets, queues) get their identity from that service instead.
+        """
+        identities: dict[str, ResourceIdentity] = {}
+        for logical_id, resource in self.resources.items():
+            props = resource.get("Properties") or {}
+            match resource.get("Type"):
+                case "AWS::DynamoDB::Table":
+                    name = props.get("TableName") or physical_name(logical_id)
+                    arn = f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
+                    identities[logical_id] = ResourceIdentity(name, {"Arn": arn, "StreamArn": f"{arn}/stream/local"})
+                case "AWS::Serverless::Function":
+                    name = props.get("FunctionName") or physical_name(logical_id)
+                    arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+                    identities[logical_id] = ResourceIdentity(name, {"Arn": arn})
+                case "AWS::Serverless::HttpApi":
+                    identities[logical_id] = ResourceIdentity(LOCAL_API_ID, {"ApiId": LOCAL_API_ID})
+                case "AWS::Serverless::LayerVersion":
+                    arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT_ID}:layer:{physical_name(logical_id)}:1"
+                    identities[logical_id] = ResourceIdentity(arn, {"Arn": arn})
+        return identities
+
+    def resolver(self, identities: Mapping[str, ResourceIdentity]) -> Resolver:
+        """A resolver for this template given the identities of the resources that exist."""
+        return Resolver(self.document, identities, self.parameter_overrides)
+
+    # Functions --------------------------------------------------------------------------------------------------------
+
+    def function(self, logical_id: str, identities: Mapping[str, ResourceIdentity]) -> FunctionSpec:
+        """Everything needed to run one function: code, handler, layers, limits and its resolved environment."""
+        props = self.function_properties(logical_id)
+        resolver = self.resolver(identities)
+        if props.get("PackageType", "Zip") != "Zip":
+            raise TemplateError(f"{logical_id}: only Zip functions run locally")
+        runtime = str(resolver.resolve(props.get("Runtime", "")))
+        if not runtime.startswith("python"):
+            raise TemplateError(f"{logical_id}: runtime {runtime!r} is not a Python runtime")
+        code_uri = resolver.resolve(props.get("CodeUri"))
+        if not isinstance(code_uri, str):
+            raise TemplateError(f"{logical_id}: CodeUri must be a local folder")
+        variables = resolver.resolve((props.get("Environment") or {}).get("Variables") or {})
+        identity = identities[logical_id]
+        return FunctionSpec(
+            logical_id=logical_id,
+            name=identity.ref,
+            arn=identity.attributes["Arn"],
+            code_dir=(self.root / code_uri).resolve(),
+            handler=str(resolver.resolve(props["Handler"])),
+            layer_dirs=tuple(self._layer_dirs(props.get("Layers") or [])),
+            timeout_seconds=int(resolver.resolve(props.get("Timeout", 3))),
+            memory_mb=int(resolver.resolve(props.get("MemorySize", 128))),
+            runtime=runtime,
+            environment={key: _environment_value(value) for key, value in variables.items()},
+        )
+
+    def _layer_dirs(self, layers: Iterable[Any]) -> Iterable[Path]:
+        # Only layers built from this template have code here; external ARNs (the Secrets extension) are emulated.
+        for layer in layers:
+            if isinstance(layer, dict) and set(layer) == {"Ref"}:
+                resource = self.resources.get(layer["Ref"]) or {}
+                if resource.get("Type") == "AWS::Serverless::LayerVersion":
+                    yield (self.root / resource["Properties"]["ContentUri"]).resolve()
+
+    # HTTP API ---------------------------------------------------------------------------------------------------------
+
+    def http_routes(self) -> list[HttpRoute]:
+        """Every ``HttpApi`` event of every function, with the authorizer that guards it."""
+        apis = self.resources_of_type("AWS::Serverless::HttpApi")
+        routes: list[HttpRoute] = []
+        for function_id in self.function_ids():
+            events = self.function_properties(function_id).get("Events") or {}
+            for event_name, event in events.items():
+                if event.get("Type") != "HttpApi":
+                    continue
+                props = event.get("Properties") or {}
+                api_id = _ref_target(props.get("ApiId")) if "ApiId" in props else None
+                if api_id is not None and api_id not in apis:
+                    raise TemplateError(f"{function_id}.{event_name}: ApiId {api_id} is not an HttpApi")
+                api_auth = ((apis.get(api_id) or {}).get("Properties") or {}).get("Auth") or {}
+                route_authorizer = (props.get("Auth") or {}).get("Authorizer", api_auth.get("DefaultAuthorizer"))
+                routes.append(
+                    HttpRoute(
+                        method=str(props.get("Method", "ANY")).upper(),
+                        path=str(props.get("Path", "$default")),
+                        function_id=function_id,
+                        authorizer=None if route_authorizer in (None, "NONE") else str(route_authorizer),
+                        timeout_ms=int(props.get("TimeoutInMillis", 30_000)),
+                    )
+                )
+        return routes
+
+    def http_authorizers(self, identities: Mapping[str, ResourceIdentity]) -> dict[str, LambdaAuthorizer]:
+        """The Lambda authorizers declared on the template's HttpApis, by name."""
+        function_by_arn = {
+            identity.attributes.get("Arn"): logical_id
+            for logical_id, identity in identities.items()
+            if logical_id in self.resources_of_type("AWS::Serverless::Function")
+        }
+        resolver = self.resolver(identities)
+        authorizers: dict[str, LambdaAuthorizer] = {}
+        for api_id, api in self.resources_of_type("AWS::Serverless::HttpApi").items():
+            declared = (((api.get("Properties") or {}).get("Auth") or {}).get("Authorizers")) or {}
+            for name, config in declared.items():
+                if "FunctionArn" not in config:
+                    raise TemplateError(f"{api_id}: authorizer {name} is not a Lambda authorizer (JWT is not local)")
+                function_id = function_by_arn.get(resolver.resolve(config["FunctionArn"]))
+                if function_id is None:
+                    raise TemplateError(f"{api_id}: authorizer {name} does not point at a function of this template")
+                identity = config.get("Identity") or {}
+                authorizers[name] = LambdaAuthorizer(
+                    name=name,
+                    function_id=function_id,
+                    payload_format=str(config.get("AuthorizerPayloadFormatVersion", "2.0")),
+                    simple_responses=bool(config.get("EnableSimpleResponses", False)),
+                    identity_headers=tuple(identity.get("Headers") or ()),
+                    identity_query_strings=tuple(identity.get("QueryStrings") or ()),
+                    ttl_seconds=int(identity.get("ReauthorizeEvery", 0)),
+                )
+        return authorizers
+
+
+def physical_name(logical_id: str) -> str:
+    """The physical name the local stack gives a resource, e.g. ``leaderboard-local-UsersTable``."""
+    return f"{STACK_NAME}-{logical_id}"
+
+
+def _ref_target(value: Any) -> str | None:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return str(value["Ref"])
+    return None
+
+
+def _environment_value(value: Any) -> str:
+    # Lambda environment values are strings; YAML booleans come through as "true"/"false" like CloudFormation.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

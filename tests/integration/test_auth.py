@@ -1,0 +1,366 @@
+"""The authentication routes end to end in-process: real handlers, DynamoDB and Secrets Manager from moto
+(tables and secret built from template.yaml), the signing key read through the emulated Secrets extension."""
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from functions.login import authorize, login, logout, refresh_token, register
+from leaderboard import login_throttle
+from tests.conftest import FakeLambdaContext, load_event
+from tests.integration.conftest import Stack
+
+PASSWORD = "correct horse battery"
+
+
+def call(handler: Any, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    response = handler.lambda_handler(event, FakeLambdaContext())
+    body = json.loads(response["body"]) if response.get("body") else {}
+    return response["statusCode"], body, response.get("headers", {})
+
+
+def with_body(event_name: str, body: dict[str, Any] | str, **context: Any) -> dict[str, Any]:
+    event = load_event(event_name)
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    if "source_ip" in context:
+        event["requestContext"]["http"]["sourceIp"] = context["source_ip"]
+    if "caller" in context:
+        event["requestContext"]["authorizer"] = {"lambda": context["caller"]}
+    return event
+
+
+def sign_up(username: str = "alice", password: str = PASSWORD) -> dict[str, Any]:
+    status, body, _ = call(register, with_body("register_ok", {"username": username, "password": password}))
+    assert status == 201, body
+    return body
+
+
+def log_in(username: str = "alice", password: str = PASSWORD, source_ip: str = "203.0.113.10") -> Any:
+    return call(login, with_body("login_ok", {"username": username, "password": password}, source_ip=source_ip))
+
+
+def authorizer_says(access_token: str) -> dict[str, Any]:
+    event = load_event("authorize_garbage")
+    event["headers"]["authorization"] = f"Bearer {access_token}"
+    event["identitySource"] = [f"Bearer {access_token}"]
+    return dict(authorize.lambda_handler(event, FakeLambdaContext()))
+
+
+def refresh(token: str) -> Any:
+    return call(refresh_token, with_body("refresh_token_unknown", {"refresh_token": token}))
+
+
+def log_out(token: str, caller: dict[str, str]) -> Any:
+    return call(logout, with_body("logout_unknown_token", {"refresh_token": token}, caller=caller))
+
+
+# --- register ----------------------------------------------------------------------------------------------------------
+
+
+def test_register_creates_an_account(stack: Stack) -> None:
+    status, body, _ = call(register, load_event("register_ok"))
+
+    assert status == 201
+    assert body["username"] == "alice"
+    assert body["display_name"] == "Alice"
+    assert set(body) == {"user_id", "username", "display_name"}
+    stored = stack.items("UsersTable")
+    assert len(stored) == 1
+    assert stored[0]["password_hash"]["S"].startswith("$argon2id$")
+    assert PASSWORD not in json.dumps(stored)
+
+
+def test_the_display_name_defaults_to_the_username(stack: Stack) -> None:
+    status, body, _ = call(register, load_event("register_no_display_name"))
+    assert (status, body["display_name"]) == (201, "bob_42")
+
+
+def test_a_taken_username_is_409_in_any_letter_case(stack: Stack) -> None:
+    first = sign_up("alice")
+
+    status, body, headers = call(register, with_body("register_ok", {"username": "ALICE", "password": "other pass 123"}))
+
+    assert status == 409
+    assert headers["Content-Type"] == "application/problem+json"
+    assert body["status"] == 409
+    assert [item["user_id"]["S"] for item in stack.items("UsersTable")] == [first["user_id"]]
+
+
+@pytest.mark.parametrize(
+    ("event_name", "status"),
+    [
+        ("register_malformed_json", 400),
+        ("register_not_an_object", 400),
+        ("register_wrong_types", 400),
+        ("register_extra_field", 400),
+        ("register_missing_password", 400),
+        ("register_short_password", 400),
+        ("register_oversize_password", 400),
+        ("register_bad_username", 400),
+        ("register_oversize_body", 413),
+    ],
+)
+def test_bad_registrations_are_4xx_problems_and_store_nothing(stack: Stack, event_name: str, status: int) -> None:
+    answered, body, headers = call(register, load_event(event_name))
+
+    assert answered == status
+    assert headers["Content-Type"] == "application/problem+json"
+    assert set(body) >= {"type", "title", "status", "detail"}
+    assert stack.items("UsersTable") == []
+
+
+# --- login -------------------------------------------------------------------------------------------------------------
+
+
+def test_login_returns_a_token_pair_the_authorizer_accepts(stack: Stack) -> None:
+    account = sign_up()
+
+    status, body, headers = log_in()
+
+    assert status == 200
+    assert headers["Cache-Control"] == "no-store"
+    assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in", "user_id"}
+    assert (body["token_type"], body["expires_in"], body["user_id"]) == ("Bearer", 600, account["user_id"])
+    assert authorizer_says(body["access_token"]) == {
+        "isAuthorized": True,
+        "context": {"user_id": account["user_id"], "username": "alice"},
+    }
+
+
+def test_login_is_case_insensitive_on_the_username(stack: Stack) -> None:
+    sign_up("alice")
+    assert log_in("Alice")[0] == 200
+
+
+def test_an_unknown_user_and_a_wrong_password_get_the_same_answer(stack: Stack) -> None:
+    sign_up()
+
+    wrong_password = call(login, load_event("login_wrong_password"))
+    unknown_user = call(login, load_event("login_unknown_user"))
+
+    assert wrong_password == unknown_user
+    assert wrong_password[0] == 401
+
+
+@pytest.mark.parametrize(("event_name", "status"), [("login_wrong_types", 400), ("login_oversize_password", 413)])
+def test_bad_login_bodies_are_4xx(stack: Stack, event_name: str, status: int) -> None:
+    assert call(login, load_event(event_name))[0] == status
+    assert stack.items("TokenFamiliesTable") == []
+
+
+def test_failed_logins_are_throttled_per_account_then_the_owner_gets_back_in(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sign_up()
+    now = 1_800_000_000.0
+    monkeypatch.setattr(login_throttle, "clock", lambda: now)
+    for attempt in range(login_throttle.ACCOUNT_FAILURE_LIMIT):
+        assert log_in(password="wrong guess", source_ip=f"198.51.100.{attempt}")[0] == 401
+
+    status, body, headers = log_in(source_ip="192.0.2.1")  # even the right password, from anywhere
+
+    assert status == 429
+    assert body["status"] == 429
+    retry_after = int(headers["Retry-After"])
+    assert 0 < retry_after <= login_throttle.WINDOW_SECONDS
+    now += retry_after
+    assert log_in(source_ip="192.0.2.1")[0] == 200
+
+
+def test_failed_logins_are_throttled_per_address(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    sign_up("victim")
+    monkeypatch.setattr(login_throttle, "clock", lambda: 1_800_000_000.0)
+    for attempt in range(login_throttle.ADDRESS_FAILURE_LIMIT):
+        assert log_in(f"guess{attempt}", "wrong guess", source_ip="198.51.100.7")[0] == 401
+
+    assert log_in("victim", source_ip="198.51.100.7")[0] == 429
+    assert log_in("victim", source_ip="198.51.100.8")[0] == 200
+
+
+def test_a_weak_stored_hash_is_upgraded_at_login(stack: Stack) -> None:
+    from argon2 import PasswordHasher
+
+    sign_up()
+    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
+    stack.dynamodb.update_item(
+        TableName=stack.table("UsersTable"),
+        Key={"username_key": {"S": "alice"}},
+        UpdateExpression="SET password_hash = :weak",
+        ExpressionAttributeValues={":weak": {"S": weak}},
+    )
+
+    assert log_in()[0] == 200
+    assert stack.items("UsersTable")[0]["password_hash"]["S"].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+# --- refresh -----------------------------------------------------------------------------------------------------------
+
+
+def test_refresh_rotates_the_pair(stack: Stack) -> None:
+    sign_up()
+    first = log_in()[1]
+
+    status, second, _ = refresh(first["refresh_token"])
+
+    assert status == 200
+    assert second["refresh_token"] != first["refresh_token"]
+    assert second["user_id"] == first["user_id"]
+    assert authorizer_says(second["access_token"])["isAuthorized"] is True
+    assert refresh(second["refresh_token"])[0] == 200
+
+
+def test_reusing_a_spent_refresh_token_revokes_the_whole_family(stack: Stack) -> None:
+    sign_up()
+    first = log_in()[1]
+    second = refresh(first["refresh_token"])[1]
+
+    status, body, _ = refresh(first["refresh_token"])  # stolen copy of a spent token
+
+    assert (status, body["status"]) == (401, 401)
+    assert refresh(second["refresh_token"])[0] == 401, "the legitimate holder's newest token dies with its family"
+    assert log_in()[0] == 200, "the player can still log in again"
+
+
+def test_concurrent_uses_of_one_refresh_token_are_a_reuse(stack: Stack) -> None:
+    sign_up()
+    token = log_in()[1]["refresh_token"]
+    start = threading.Barrier(6)
+
+    def use() -> int:
+        start.wait()
+        return int(refresh(token)[0])
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(lambda _: use(), range(6)))
+
+    assert statuses.count(200) <= 1
+    assert statuses.count(401) >= 5
+    assert [item["revoked"]["BOOL"] for item in stack.items("TokenFamiliesTable")] == [True]
+
+
+def test_sessions_are_independent_families(stack: Stack) -> None:
+    sign_up()
+    phone, laptop = log_in()[1], log_in()[1]
+    refresh(phone["refresh_token"])
+    refresh(phone["refresh_token"])  # reuse on the phone's family
+
+    assert refresh(laptop["refresh_token"])[0] == 200
+
+
+@pytest.mark.parametrize(("event_name", "status"), [("refresh_token_malformed", 401), ("refresh_token_unknown", 401)])
+def test_unknown_refresh_tokens_are_401(stack: Stack, event_name: str, status: int) -> None:
+    assert call(refresh_token, load_event(event_name))[0] == status
+
+
+def test_a_refresh_body_without_a_token_is_400(stack: Stack) -> None:
+    assert call(refresh_token, load_event("refresh_token_missing"))[0] == 400
+
+
+def test_access_and_refresh_tokens_cannot_stand_in_for_each_other(stack: Stack) -> None:
+    sign_up()
+    pair = log_in()[1]
+
+    assert refresh(pair["access_token"])[0] == 401
+    assert authorizer_says(pair["refresh_token"]) == {"isAuthorized": False}
+
+
+def test_an_expired_family_cannot_be_refreshed(stack: Stack) -> None:
+    sign_up()
+    pair = log_in()[1]
+    stack.dynamodb.update_item(
+        TableName=stack.table("TokenFamiliesTable"),
+        Key={"family_id": {"S": pair["refresh_token"].split(".")[0]}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1"}},
+    )
+    assert refresh(pair["refresh_token"])[0] == 401
+
+
+# --- logout ------------------------------------------------------------------------------------------------------------
+
+
+def test_logout_revokes_the_family(stack: Stack) -> None:
+    account = sign_up()
+    pair = log_in()[1]
+    caller = {"user_id": account["user_id"], "username": "alice"}
+
+    status, body, _ = log_out(pair["refresh_token"], caller)
+
+    assert (status, body) == (204, {})
+    assert refresh(pair["refresh_token"])[0] == 401
+    assert log_out(pair["refresh_token"], caller)[0] == 204, "logging out twice is fine"
+
+
+def test_logout_cannot_end_another_players_session(stack: Stack) -> None:
+    sign_up("alice")
+    bob = sign_up("bob_42")
+    alice_pair = log_in("alice")[1]
+
+    status, body, _ = log_out(alice_pair["refresh_token"], {"user_id": bob["user_id"], "username": "bob_42"})
+
+    assert (status, body["status"]) == (403, 403)
+    assert refresh(alice_pair["refresh_token"])[0] == 200
+
+
+@pytest.mark.parametrize(("event_name", "status"), [("logout_unknown_token", 204), ("logout_wrong_types", 400)])
+def test_logout_sample_events(stack: Stack, event_name: str, status: int) -> None:
+    assert call(logout, load_event(event_name))[0] == status
+
+
+# --- the authorizer ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "event_name",
+    ["authorize_garbage", "authorize_not_bearer", "authorize_alg_none", "authorize_forged_signature", "authorize_truncated"],
+)
+def test_the_authorizer_denies_bad_tokens(stack: Stack, event_name: str) -> None:
+    assert authorize.lambda_handler(load_event(event_name), FakeLambdaContext()) == {"isAuthorized": False}
+
+
+def test_tokens_survive_a_key_rotation_and_new_ones_use_the_new_key(stack: Stack) -> None:
+    sign_up()
+    before = log_in()[1]["access_token"]
+
+    stack.rotate_signing_key()
+    after = log_in()[1]["access_token"]
+
+    assert authorizer_says(before)["isAuthorized"] is True
+    assert authorizer_says(after)["isAuthorized"] is True
+    assert _kid(before) != _kid(after)
+
+
+def _kid(token: str) -> str:
+    import jwt
+
+    return str(jwt.get_unverified_header(token)["kid"])
+
+
+# --- what is logged ----------------------------------------------------------------------------------------------------
+
+
+def test_no_password_or_token_is_ever_logged(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    # Every record, formatted as the functions print it to CloudWatch (JSON with all extra keys).
+    caplog.handler.setFormatter(login.logger.registered_formatter)
+    account = sign_up()
+    caller = {"user_id": account["user_id"], "username": "alice"}
+    pair = log_in()[1]
+    log_in(password="wrong horse battery")
+    rotated = refresh(pair["refresh_token"])[1]
+    refresh(pair["refresh_token"])
+    authorizer_says(rotated["access_token"])
+    authorizer_says(rotated["access_token"] + "x")
+    log_out(rotated["refresh_token"], caller)
+    call(register, load_event("register_wrong_types"))
+
+    output = caplog.text
+    assert "logged in" in output, "the handlers' logs were captured"
+    assert '"function_request_id"' in output, "in the JSON form CloudWatch gets"
+    secrets = [PASSWORD, "wrong horse battery", pair["access_token"], rotated["access_token"]]
+    secrets += [token.split(".")[1] for token in (pair["refresh_token"], rotated["refresh_token"])]
+    for secret in secrets:
+        assert secret not in output
+    assert "$argon2" not in output
