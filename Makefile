@@ -1,5 +1,6 @@
 # One entry point for people and CI. `make run` and `make test` do all the set-up they need.
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
 # Lambda runs python3.13: the app venv uses it too. pyenv (when present) exposes 3.11-3.13 so `sam build` finds python3.13.
@@ -14,6 +15,8 @@ VENV := .venv
 TOOLS := .venv-tools
 PY := $(VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
+# This machine's pip config names local wheel folders that may be absent; their warnings are noise.
+PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
 .PHONY: help run invoke test lint typecheck unit integration template e2e bench clean
 
@@ -27,15 +30,15 @@ help:
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
 	@echo "==> Setting up $(VENV) with $$($(PYTHON) --version) and the dev dependencies (first run takes about a minute)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip
-	@$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt
+	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | $(PIP_FILTER)
+	@$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt 2>&1 | $(PIP_FILTER)
 	@touch $@
 
 $(TOOLS)/.installed: requirements-tools.txt
 	@echo "==> Setting up $(TOOLS) with aws-sam-cli and cfn-lint (first run takes a few minutes)"
 	@test -x $(TOOLS)/bin/python || $(TOOLS_PYTHON) -m venv $(TOOLS)
-	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) --upgrade pip
-	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) -r requirements-tools.txt
+	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | $(PIP_FILTER)
+	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) -r requirements-tools.txt 2>&1 | $(PIP_FILTER)
 	@touch $@
 
 run: $(VENV)/.installed
@@ -66,7 +69,11 @@ template: $(TOOLS)/.installed
 	@echo "==> sam validate --lint, cfn-lint, sam build (no Docker)"
 	@$(TOOLS)/bin/sam validate --lint
 	@$(TOOLS)/bin/cfn-lint template.yaml
-	@$(TOOLS)/bin/sam build --parallel --cached >/dev/null && echo "sam build: ok (.aws-sam/build)"
+	@mkdir -p build
+	@$(TOOLS)/bin/sam build --parallel --cached > build/sam-build.log 2>&1 || { cat build/sam-build.log; exit 1; }
+	@# The layer trap: SAM copies layers/common into python/, so the package must land at python/leaderboard.
+	@test -f .aws-sam/build/CommonLayer/python/leaderboard/__init__.py || { echo "layer layout is wrong"; exit 1; }
+	@echo "sam build: ok (.aws-sam/build; log in build/sam-build.log)"
 
 # Without API_URL the suite starts the local runtime itself (the same `python -m local` that `make run` starts).
 e2e: $(VENV)/.installed
@@ -76,7 +83,7 @@ e2e: $(VENV)/.installed
 test: lint typecheck unit integration template e2e
 
 bench: $(VENV)/.installed
-	@$(PY) -m bench
+	@PYTHONPATH=.:layers/common $(PY) -m bench
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .local build .pytest_cache .mypy_cache .ruff_cache

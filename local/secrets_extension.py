@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError, ParamValidationError
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
+TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # noqa: S105 - a header name
 SECRETS_PATH = "/secretsmanager/get"
 # The real extension caches a secret for SECRETS_MANAGER_TTL seconds (default 300); 0 turns the cache off.
 AWS_DEFAULT_TTL_SECONDS = 300
@@ -116,7 +116,7 @@ class _CachedLookup:
             arguments["VersionId"] = version_id
         if version_stage:
             arguments["VersionStage"] = version_stage
-        response = self._secrets_manager().get_secret_value(**arguments)  # type: ignore[arg-type]
+        response = self._secrets_manager().get_secret_value(**arguments)
         # The extension (written against the Go SDK) answers with the whole GetSecretValueOutput.
         answer: dict[str, Any] = {"SecretBinary": None, "SecretString": None, "ResultMetadata": {}}
         answer |= {name: value for name, value in response.items() if name != "ResponseMetadata"}

@@ -20,13 +20,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import redis
 
 from local import secrets_extension
 from local.processes import free_port, pid_alive, start_process, stop_process
-from local.template import REGION, ResourceIdentity, Template, TemplateError, dependencies, physical_name
+from local.template import ACCOUNT_ID, REGION, ResourceIdentity, Template, TemplateError, dependencies, physical_name
 
 # Fake credentials: moto accepts any, and the Secrets extension checks the session token like on AWS.
 ACCESS_KEY_ID = "ASIALOCALSTACKEXAMPLE"
@@ -80,7 +81,7 @@ def read_running_stack(path: Path) -> Endpoints | None:
     return endpoints if endpoints.pid and pid_alive(endpoints.pid) else None
 
 
-# --- moto --------------------------------------------------------------------------------------------------------------
+# --- moto ---
 
 
 def start_moto(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -115,12 +116,15 @@ def aws_session(session_token: str) -> boto3.session.Session:
     )
 
 
-# --- Resources ---------------------------------------------------------------------------------------------------------
+# --- Resources ---
 
-Provisioner = Callable[[boto3.session.Session, str, str, dict[str, Any]], ResourceIdentity]
+# (session, endpoint URL or None for boto3's default, logical id, resolved properties) -> identity
+Provisioner = Callable[[boto3.session.Session, str | None, str, dict[str, Any]], ResourceIdentity]
 
 
-def create_table(session: boto3.session.Session, endpoint: str, logical_id: str, props: dict[str, Any]) -> ResourceIdentity:
+def create_table(
+    session: boto3.session.Session, endpoint: str | None, logical_id: str, props: dict[str, Any]
+) -> ResourceIdentity:
     """Create an ``AWS::DynamoDB::Table`` as the template defines it, time to live included."""
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     name = props.get("TableName") or physical_name(logical_id)
@@ -155,7 +159,7 @@ _PASSWORD_OPTIONS = (
 
 
 def create_secret(
-    session: boto3.session.Session, endpoint: str, logical_id: str, props: dict[str, Any]
+    session: boto3.session.Session, endpoint: str | None, logical_id: str, props: dict[str, Any]
 ) -> ResourceIdentity:
     """Create an ``AWS::SecretsManager::Secret``, generating its value the way CloudFormation does."""
     secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
@@ -190,8 +194,11 @@ PROVISIONERS: dict[str, Provisioner] = {
 }
 
 
-def provision(template: Template, session: boto3.session.Session, endpoint: str) -> dict[str, ResourceIdentity]:
-    """Create every resource of a type in ``PROVISIONERS``, dependencies first; return all identities."""
+def provision(template: Template, session: boto3.session.Session, endpoint: str | None) -> dict[str, ResourceIdentity]:
+    """Create every resource of a type in ``PROVISIONERS``, dependencies first; return all identities.
+
+    ``endpoint`` is moto's server, or None for boto3's default (moto's in-process ``mock_aws`` in tests).
+    """
     identities = template.default_identities()
     pending = template.resources_of_type(*PROVISIONERS)
     while pending:
@@ -209,7 +216,7 @@ def provision(template: Template, session: boto3.session.Session, endpoint: str)
     return identities
 
 
-# --- Redis -------------------------------------------------------------------------------------------------------------
+# --- Redis ---
 
 
 def redis_server_command() -> list[str]:
@@ -231,12 +238,14 @@ def redis_server_command() -> list[str]:
 def start_redis(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start an empty, non-persistent Redis on a free loopback port; return the process and its URL."""
     port = free_port()
+    # No persistence and a private folder: every start is an empty Redis, and nothing is written to the project.
+    settings = {"port": str(port), "bind": "127.0.0.1", "save": "", "appendonly": "no", "daemonize": "no"}
+    settings["dir"] = str(log_path.parent)
+    arguments = redis_server_command()
+    for name, value in settings.items():
+        arguments += [f"--{name}", value]
     process = start_process(
-        [
-            *redis_server_command(),
-            "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(log_path.parent), "--daemonize", "no",
-        ],  # fmt: skip
+        arguments,
         log_path=log_path,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -255,6 +264,28 @@ def start_redis(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
         client.close()
     stop_process(process)
     raise ServiceError(f"redis did not answer within {STARTUP_TIMEOUT_SECONDS:.0f} s; see {log_path}")
+
+
+def cache_identities(template: Template, redis_url: str) -> dict[str, ResourceIdentity]:
+    """Identities for the template's ElastiCache resources, all pointing at the local Redis.
+
+    So a function environment built from, say, ``!GetAtt Cache.Endpoint.Address`` resolves to the local Redis.
+    """
+    address = urlsplit(redis_url)
+    host, port = address.hostname or "127.0.0.1", str(address.port or 6379)
+    attribute_prefixes = {
+        "AWS::ElastiCache::ServerlessCache": ("Endpoint", "ReaderEndpoint"),
+        "AWS::ElastiCache::ReplicationGroup": ("PrimaryEndPoint", "ReaderEndPoint", "ConfigurationEndPoint"),
+        "AWS::ElastiCache::CacheCluster": ("RedisEndpoint", "ConfigurationEndpoint"),
+    }
+    identities: dict[str, ResourceIdentity] = {}
+    for logical_id, resource in template.resources_of_type(*attribute_prefixes).items():
+        name = physical_name(logical_id)
+        attributes = {"ARN": f"arn:aws:elasticache:{REGION}:{ACCOUNT_ID}:serverlesscache:{name}"}
+        for prefix in attribute_prefixes[resource["Type"]]:
+            attributes |= {f"{prefix}.Address": host, f"{prefix}.Port": port}
+        identities[logical_id] = ResourceIdentity(name, attributes)
+    return identities
 
 
 def clear_redis_prefix(url: str, prefix: str = REDIS_KEY_PREFIX) -> int:
@@ -277,7 +308,7 @@ def clear_redis_prefix(url: str, prefix: str = REDIS_KEY_PREFIX) -> int:
         client.close()
 
 
-# --- All of them -------------------------------------------------------------------------------------------------------
+# --- All of them ---
 
 
 class LocalServices:
@@ -317,6 +348,7 @@ class LocalServices:
             self._say("starting Redis")
             redis_process, redis_url = start_redis(self._log_dir / "redis.log")
             self._processes.append(("redis", redis_process))
+        identities |= cache_identities(self._template, redis_url)
 
         self._extension = secrets_extension.serve(
             session_token=session_token,

@@ -41,7 +41,7 @@ class TemplateError(Exception):
     """The template uses something the local runtime cannot evaluate, or is inconsistent."""
 
 
-# --- YAML with CloudFormation short tags ---------------------------------------------------------------------------
+# --- YAML with CloudFormation short tags ---
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -83,7 +83,7 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-# --- Specs the rest of the runtime works with ------------------------------------------------------------------------
+# --- Specs the rest of the runtime works with ---
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class FunctionSpec:
     environment: dict[str, str]
 
 
-# --- Resolver ----------------------------------------------------------------------------------------------------------
+# --- Resolver ---
 
 
 def merge_globals(global_props: Mapping[str, Any], own_props: Mapping[str, Any]) -> dict[str, Any]:
@@ -343,7 +343,7 @@ class _Drop:
 _DROP: Any = _Drop()
 
 
-# --- The template ------------------------------------------------------------------------------------------------------
+# --- The template ---
 
 
 class Template:
@@ -469,7 +469,9 @@ class Template:
                 api_id = _ref_target(props.get("ApiId")) if "ApiId" in props else None
                 if api_id is not None and api_id not in apis:
                     raise TemplateError(f"{function_id}.{event_name}: ApiId {api_id} is not an HttpApi")
-                api_auth = ((apis.get(api_id) or {}).get("Properties") or {}).get("Auth") or {}
+                if str(props.get("PayloadFormatVersion", "2.0")) != "2.0":
+                    raise TemplateError(f"{function_id}.{event_name}: only payload format 2.0 is served locally")
+                api_auth = ((apis.get(api_id or "") or {}).get("Properties") or {}).get("Auth") or {}
                 route_authorizer = (props.get("Auth") or {}).get("Authorizer", api_auth.get("DefaultAuthorizer"))
                 routes.append(
                     HttpRoute(

@@ -6,9 +6,10 @@ the function's code, and ``sys.path`` is what Lambda gives: the code folder (``/
 (``/opt/python``), then the interpreter's own paths (where boto3 sits, as in Lambda's runtime).
 
 Protocol, one JSON document per line: the worker first writes ``{"ready": ...}`` (or ``{"init_error": ...}``), then
-for each request ``{"request_id", "event", "deadline_ms", "invoked_function_arn"}`` read from the runtime it writes ``{"result": ...}`` or
-``{"error": ...}``. The protocol uses private copies of stdin and stdout; the handler's own stdout and stderr both go
-to the worker's stderr, which the runtime relays to its console, so a ``print`` can never corrupt a reply.
+for each request ``{"request_id", "event", "deadline_ms", "invoked_function_arn"}`` read from the runtime it writes
+``{"result": ...}`` or ``{"error": ...}``. The protocol uses private copies of stdin and stdout; the handler's own
+stdout and stderr both go to the worker's stderr, which the runtime relays to its console, so a ``print`` can never
+corrupt a reply.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def _install_lambda_logging() -> _RequestIdFilter:
     request_ids = _RequestIdFilter()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
-        logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s", "%Y-%m-%dT%H:%M:%S")
+        logging.Formatter(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s", "%Y-%m-%dT%H:%M:%S"
+        )
     )
     handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
     handler.addFilter(request_ids)

@@ -221,10 +221,8 @@ class Worker:
         """Let the worker finish (its request stream ends), then kill what is left."""
         if self._process.stdin is not None and not self._process.stdin.is_closing():
             self._process.stdin.close()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._process.wait(), grace_seconds)
-        except TimeoutError:
-            pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signal.SIGKILL)
         await self._process.wait()

@@ -81,7 +81,9 @@ def test_the_display_name_defaults_to_the_username(stack: Stack) -> None:
 def test_a_taken_username_is_409_in_any_letter_case(stack: Stack) -> None:
     first = sign_up("alice")
 
-    status, body, headers = call(register, with_body("register_ok", {"username": "ALICE", "password": "other pass 123"}))
+    status, body, headers = call(
+        register, with_body("register_ok", {"username": "ALICE", "password": "other pass 123"})
+    )
 
     assert status == 409
     assert headers["Content-Type"] == "application/problem+json"
@@ -315,7 +317,13 @@ def test_logout_sample_events(stack: Stack, event_name: str, status: int) -> Non
 
 @pytest.mark.parametrize(
     "event_name",
-    ["authorize_garbage", "authorize_not_bearer", "authorize_alg_none", "authorize_forged_signature", "authorize_truncated"],
+    [
+        "authorize_garbage",
+        "authorize_not_bearer",
+        "authorize_alg_none",
+        "authorize_forged_signature",
+        "authorize_truncated",
+    ],
 )
 def test_the_authorizer_denies_bad_tokens(stack: Stack, event_name: str) -> None:
     assert authorize.lambda_handler(load_event(event_name), FakeLambdaContext()) == {"isAuthorized": False}

@@ -1,0 +1,69 @@
+"""Cold import time of every function, in fresh processes, with only what Lambda would have on the path.
+
+The layer's requirements are installed for this machine into build/bench-layer (what `sam build` puts in the
+layer, but for this CPU), and each function is imported by a new `python -S` with sys.path set like Lambda's:
+the function's code, the layer, the layer's packages. Nothing else from the dev venv leaks in (in particular
+not `cryptography`, which PyJWT would pick up and which the layer does not ship).
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from local.template import ResourceIdentity, Template
+
+ROOT = Path(__file__).parent.parent
+LAYER_PACKAGES = ROOT / "build" / "bench-layer"
+RUNS = 9
+
+
+def install_layer_packages() -> None:
+    """The layer's third-party packages, built for this machine, once per requirements change."""
+    requirements = ROOT / "layers" / "common" / "requirements.txt"
+    stamp = LAYER_PACKAGES / ".requirements"
+    if stamp.exists() and stamp.read_text() == requirements.read_text():
+        return
+    print(f"==> installing the layer's packages into {LAYER_PACKAGES.relative_to(ROOT)}", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--upgrade", "--target", str(LAYER_PACKAGES)]
+        + ["-r", str(requirements)],
+        check=True,
+    )
+    stamp.write_text(requirements.read_text())
+
+
+def import_ms(paths: list[str], module: str) -> float:
+    """Milliseconds to import `module` in a fresh interpreter without site-packages."""
+    probe = (
+        f"import sys, time\nsys.path[:0] = {paths!r}\n"
+        f"started = time.perf_counter()\nimport {module}\nprint((time.perf_counter() - started) * 1000)"
+    )
+    result = subprocess.run([sys.executable, "-S", "-c", probe], check=True, capture_output=True, text=True)
+    return float(result.stdout)
+
+
+def median_import_ms(paths: list[str], module: str) -> float:
+    import_ms(paths, module)  # the first run writes .pyc files, as `sam build` output would already have
+    return statistics.median(import_ms(paths, module) for _ in range(RUNS))
+
+
+def run() -> dict[str, float]:
+    """Median cold import time per function, plus boto3's own import for scale."""
+    install_layer_packages()
+    template = Template(ROOT / "template.yaml")
+    # Only code paths matter here: resources that exist only in a running stack get placeholder identities.
+    placeholders = {logical_id: ResourceIdentity(logical_id, {"Arn": logical_id}) for logical_id in template.resources}
+    identities = placeholders | template.default_identities()
+    results: dict[str, float] = {}
+    for function_id in template.function_ids():
+        spec = template.function(function_id, identities)
+        paths = [str(spec.code_dir), *(str(layer) for layer in spec.layer_dirs), str(LAYER_PACKAGES)]
+        module = spec.handler.rsplit(".", 1)[0]
+        results[f"cold_import_ms_{function_id}"] = round(median_import_ms(paths, module), 1)
+        print(f"  {function_id:<24} {results[f'cold_import_ms_{function_id}']:>7.1f} ms", flush=True)
+    boto3_paths = [path for path in sys.path if path.endswith("site-packages")]
+    results["cold_import_ms_boto3_reference"] = round(median_import_ms(boto3_paths, "boto3"), 1)
+    print(f"  {'boto3 (reference)':<24} {results['cold_import_ms_boto3_reference']:>7.1f} ms", flush=True)
+    return results

@@ -1,0 +1,168 @@
+"""``python -m local`` (``make run``): serve template.yaml's stack on localhost, without Docker and without AWS.
+
+Starts moto's server with the template's tables and secrets, the Secrets extension emulator and Redis (all empty at
+each start), then the HTTP API on http://127.0.0.1:3000 (``LOCAL_API_PORT``). Functions start lazily, on their first
+request. Ctrl-C or SIGTERM stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from local.gateway import Gateway
+from local.services import Endpoints, LocalServices, ServiceError, read_running_stack, state_dir
+from local.template import Template, TemplateError
+from local.workers import MAX_WORKERS_PER_FUNCTION, Workers
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_API_PORT = 3000
+
+
+def say(message: str) -> None:
+    """Print a line on the console straight away (the runtime's output is often piped)."""
+    print(message, flush=True)
+
+
+def relay_function_output(function_id: str, line: str) -> None:
+    """Show a function's log line, prefixed with its logical id."""
+    print(f"[{function_id}] {line}", flush=True)
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options (everything has a default; ports come from the environment)."""
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--template", type=Path, default=PROJECT_ROOT / "template.yaml", help="the SAM template")
+    parser.add_argument(
+        "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", help="template parameters to override"
+    )
+    return parser.parse_args(argv)
+
+
+def parameter_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["LogLevel=DEBUG"]`` -> ``{"LogLevel": "DEBUG"}``."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise TemplateError(f"--parameter-overrides takes KEY=VALUE pairs, not {pair!r}")
+        overrides[key] = value
+    return overrides
+
+
+def write_state(path: Path, endpoints: Endpoints) -> None:
+    """Write the state file atomically, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(endpoints.to_json())
+    partial.replace(path)
+
+
+def remove_state(path: Path) -> None:
+    """Remove the state file if this process wrote it."""
+    current = read_running_stack(path)
+    if current is None or current.pid == os.getpid():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def describe(template: Template, endpoints: Endpoints, state_file: Path, redis_started: bool) -> str:
+    """What the runtime serves, for the console."""
+    lines = [f"HTTP API     {endpoints.api_url}"]
+    routes = template.http_routes()
+    width = max((len(route.route_key) for route in routes), default=0)
+    authorizers = template.http_authorizers(endpoints.identities)
+    for route in routes:
+        line = f"  {route.route_key:<{width}}  -> {route.function_id}"
+        if route.authorizer:
+            authorizer = authorizers[route.authorizer]
+            line += f"  (authorizer {authorizer.function_id}, cached {authorizer.ttl_seconds} s)"
+        lines.append(line)
+    if (template.root / "web").is_dir():
+        lines.append(f"  {'GET /':<{width}}  -> web/ (static files)")
+    lines += [
+        f"Redis        {endpoints.redis_url}" + ("  (started here, empty)" if redis_started else "  (REDIS_URL)"),
+        f"AWS (moto)   {endpoints.aws_endpoint_url}  (AWS_ENDPOINT_URL of every function)",
+        f"Secrets ext. http://localhost:{endpoints.secrets_extension_port}/secretsmanager/get",
+        f"State        {state_file}",
+        f"Functions start on their first request (cold start), up to {MAX_WORKERS_PER_FUNCTION} workers each.",
+        "Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+async def serve(template: Template, host: str, port: int) -> None:
+    """Run the local stack until SIGINT, SIGTERM or SIGHUP, then stop everything it started."""
+    directory = state_dir(template)
+    state_file = directory / "stack.json"
+    running = read_running_stack(state_file)
+    if running is not None:
+        raise ServiceError(f"a local stack is already running (pid {running.pid}, {running.api_url or 'starting'})")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signal_number, stop.set)
+
+    services = LocalServices(template, directory, say)
+    workers: Workers | None = None
+    runner: web.AppRunner | None = None
+    try:
+        endpoints = await asyncio.to_thread(services.start)
+        workers = Workers(template, endpoints, relay_function_output)
+        for function_id in template.function_ids():
+            workers.pool(function_id)  # resolves every function now, so template errors show at start
+        gateway = Gateway(
+            template.http_routes(),
+            template.http_authorizers(endpoints.identities),
+            workers,
+            web_dir=template.root / "web",
+            say=say,
+        )
+        runner = web.AppRunner(gateway.app(), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            raise ServiceError(f"cannot listen on {host}:{port} ({exc.strerror}); set LOCAL_API_PORT") from exc
+        endpoints.api_url = f"http://{host}:{port}"
+        write_state(state_file, endpoints)
+        say(describe(template, endpoints, state_file, "redis" in services.child_pids()))
+        await stop.wait()
+        say("Stopping: HTTP API, workers, Redis, moto...")
+    finally:
+        remove_state(state_file)
+        if runner is not None:
+            await runner.cleanup()
+        if workers is not None:
+            await workers.stop()
+        await asyncio.to_thread(services.stop)
+    say("Stopped.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m local``."""
+    arguments = parse_arguments(argv)
+    host = os.environ.get("LOCAL_API_HOST", "127.0.0.1")
+    port = int(os.environ.get("LOCAL_API_PORT", DEFAULT_API_PORT))
+    try:
+        template = Template(arguments.template, parameter_overrides(arguments.parameter_overrides))
+        say(f"Local runtime for {template.path.name}: moto, Redis and every function on this machine (no Docker).")
+        asyncio.run(serve(template, host, port))
+    except (TemplateError, ServiceError) as exc:
+        print(f"local: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

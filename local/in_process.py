@@ -1,0 +1,64 @@
+"""The stack inside the calling process, for integration tests and benchmarks that call handlers directly.
+
+moto's `mock_aws` stands in for AWS; the tables and secrets are created from template.yaml's own definitions
+(the same provisioner as `make run`), every function's environment from the template is set, and the signing key
+is served by the emulated Parameters and Secrets extension on a free port.
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+
+from local import secrets_extension
+from local.services import provision
+from local.template import ResourceIdentity, Template
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+TEMPLATE = Path(__file__).parent.parent / "template.yaml"
+SESSION_TOKEN = "in-process-session-token"
+_FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": SESSION_TOKEN,
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class InProcessStack:
+    """The provisioned resources and clients to look at them."""
+
+    identities: dict[str, ResourceIdentity]
+    dynamodb: "DynamoDBClient"
+    secretsmanager: "SecretsManagerClient"
+
+    def physical_id(self, logical_id: str) -> str:
+        """The table name, secret ARN... that `Ref` gives for a resource."""
+        return self.identities[logical_id].ref
+
+
+@contextmanager
+def in_process_stack(template_path: Path = TEMPLATE) -> Iterator[InProcessStack]:
+    """Provision the template in `mock_aws` and set the environment the functions would see; undo both after.
+
+    Callers reset what the functions cache per process (SDK clients, keys) so each use starts cold.
+    """
+    environment = {key: value for key, value in os.environ.items() if key != "AWS_ENDPOINT_URL"} | _FAKE_AWS
+    with mock.patch.dict(os.environ, environment, clear=True), mock_aws():
+        template = Template(template_path)
+        identities = provision(template, boto3.session.Session(), None)
+        for function_id in template.function_ids():
+            os.environ.update(template.function(function_id, identities).environment)
+        with secrets_extension.serve(session_token=SESSION_TOKEN) as extension:
+            os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
+            yield InProcessStack(identities, boto3.client("dynamodb"), boto3.client("secretsmanager"))

@@ -1,0 +1,117 @@
+"""``python -m local.invoke <LogicalId> <event-file>`` (``make invoke``): the Docker-free twin of
+``sam local invoke -e``. Runs one function of template.yaml on one event, in a worker with the template's environment,
+and prints the handler's result as JSON on stdout (the function's logs go to stderr).
+
+With a local stack running (``python -m local``), the function uses that stack's moto, Redis and Secrets extension;
+otherwise they are started for the duration of the call (empty) and stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from local.services import Endpoints, LocalServices, ServiceError, read_running_stack, state_dir
+from local.template import Template, TemplateError
+from local.workers import FunctionPool, Invocation, lambda_environment
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UsageError(Exception):
+    """The command line names an unknown function or an unreadable event."""
+
+
+def log(message: str) -> None:
+    """Progress and function logs go to stderr; stdout carries only the result."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def read_event(path: str) -> Any:
+    """The event from a JSON file (``-`` reads stdin)."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except FileNotFoundError:
+        raise UsageError(f"no event file at {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder, not an event file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def check_function(template: Template, function_id: str) -> None:
+    """Fail with the list of valid logical ids if ``function_id`` is not a function of the template."""
+    valid = template.function_ids()
+    if function_id not in valid:
+        raise UsageError(
+            f"{function_id!r} is not a function of {template.path.name}; valid LogicalIds: {', '.join(valid)}"
+        )
+
+
+async def invoke_once(template: Template, function_id: str, event: Any, endpoints: Endpoints) -> Invocation:
+    """Run the function once in a fresh worker against ``endpoints`` and stop the worker."""
+    spec = template.function(function_id, endpoints.identities)
+    pool = FunctionPool(spec, lambda_environment(spec, endpoints), lambda _, line: log(line), max_workers=1)
+    try:
+        return await pool.invoke(event)
+    finally:
+        await pool.stop()
+
+
+def run(template: Template, function_id: str, event: Any) -> Invocation:
+    """Invoke against the running local stack if there is one, else against services started just for this."""
+    running = read_running_stack(state_dir(template) / "stack.json")
+    if running is not None:
+        log(f"using the running local stack (pid {running.pid})")
+        return asyncio.run(invoke_once(template, function_id, event, running))
+    services = LocalServices(template, state_dir(template), log)
+    try:
+        endpoints = services.start()
+        return asyncio.run(invoke_once(template, function_id, event, endpoints))
+    finally:
+        services.stop()
+
+
+def report(invocation: Invocation) -> str:
+    """Lambda's REPORT log line."""
+    line = f"REPORT RequestId: {invocation.request_id}\tDuration: {invocation.duration_ms:.2f} ms"
+    if invocation.init_ms is not None:
+        line += f"\tInit Duration: {invocation.init_ms:.2f} ms"
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 with the result on stdout, 1 if the function failed, 2 on a usage error."""
+    parser = argparse.ArgumentParser(prog="python -m local.invoke", description="Run one function on one event.")
+    parser.add_argument("function_id", metavar="LogicalId", help="the function's logical id in the template")
+    parser.add_argument("event_file", metavar="event-file", help="a JSON event, e.g. events/login.json (- = stdin)")
+    parser.add_argument("--template", type=Path, default=PROJECT_ROOT / "template.yaml")
+    arguments = parser.parse_args(argv)
+    try:
+        template = Template(arguments.template)
+        check_function(template, arguments.function_id)
+        event = read_event(arguments.event_file)
+        invocation = run(template, arguments.function_id, event)
+    except UsageError as exc:
+        print(f"local.invoke: {exc}", file=sys.stderr)
+        return 2
+    except (TemplateError, ServiceError) as exc:
+        print(f"local.invoke: {exc}", file=sys.stderr)
+        return 1
+    log(report(invocation))
+    if invocation.error is not None:
+        # What Lambda returns for a failed invocation.
+        print(json.dumps({"errorMessage": invocation.error.message, "errorType": invocation.error.error_type}))
+        return 1
+    print(json.dumps(invocation.result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

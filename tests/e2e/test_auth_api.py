@@ -1,0 +1,145 @@
+"""The authentication API over HTTP, against the local runtime or a deployed stack (API_URL)."""
+
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "correct horse battery"
+
+
+class Api:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = requests.Session()
+
+    def post(self, path: str, body: Any = None, token: str | None = None, raw: str | None = None) -> requests.Response:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else None
+        return self.http.post(
+            f"{self.base_url}{path}", json=body if raw is None else None, data=data, headers=headers, timeout=30
+        )
+
+
+@pytest.fixture(scope="module")
+def api(api_url: str) -> Api:
+    return Api(api_url)
+
+
+def new_username() -> str:
+    return f"e2e_{uuid.uuid4().hex[:12]}"
+
+
+def registered(api: Api) -> tuple[str, str]:
+    username = new_username()
+    response = api.post("/v1/users", {"username": username, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    return username, response.json()["user_id"]
+
+
+def logged_in(api: Api, username: str) -> dict[str, Any]:
+    response = api.post("/v1/login", {"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    body = dict(response.json())
+    assert body["status"] == status
+    assert set(body) >= {"type", "title", "status", "detail"}
+    assert "Traceback" not in response.text
+    return body
+
+
+def test_register_login_refresh_logout(api: Api) -> None:
+    username, user_id = registered(api)
+
+    pair = logged_in(api, username)
+    assert (pair["token_type"], pair["user_id"], pair["expires_in"]) == ("Bearer", user_id, 600)
+
+    refreshed = api.post("/v1/token/refresh", {"refresh_token": pair["refresh_token"]})
+    assert refreshed.status_code == 200
+    newer = refreshed.json()
+    assert newer["refresh_token"] != pair["refresh_token"]
+
+    logout = api.post("/v1/logout", {"refresh_token": newer["refresh_token"]}, token=newer["access_token"])
+    assert logout.status_code == 204
+    assert_problem(api.post("/v1/token/refresh", {"refresh_token": newer["refresh_token"]}), 401)
+
+
+def test_a_taken_username_is_409(api: Api) -> None:
+    username, _ = registered(api)
+    assert_problem(api.post("/v1/users", {"username": username.upper(), "password": PASSWORD}), 409)
+
+
+def test_reusing_a_spent_refresh_token_revokes_the_family(api: Api) -> None:
+    username, _ = registered(api)
+    first = logged_in(api, username)
+    second = api.post("/v1/token/refresh", {"refresh_token": first["refresh_token"]}).json()
+
+    assert_problem(api.post("/v1/token/refresh", {"refresh_token": first["refresh_token"]}), 401)
+    assert_problem(api.post("/v1/token/refresh", {"refresh_token": second["refresh_token"]}), 401)
+
+
+def test_protected_routes_want_a_valid_access_token(api: Api) -> None:
+    username, _ = registered(api)
+    pair = logged_in(api, username)
+    body = {"refresh_token": pair["refresh_token"]}
+
+    no_token = api.post("/v1/logout", body)
+    assert no_token.status_code == 401
+    assert no_token.json() == {"message": "Unauthorized"}
+    for bad in ["garbage", pair["refresh_token"], pair["access_token"][:-4], pair["access_token"] + "x"]:
+        refused = api.post("/v1/logout", body, token=bad)
+        assert refused.status_code == 403, bad
+        assert refused.json() == {"message": "Forbidden"}
+    assert api.post("/v1/token/refresh", {"refresh_token": pair["access_token"]}).status_code == 401
+
+
+def test_unknown_user_and_wrong_password_look_the_same(api: Api) -> None:
+    username, _ = registered(api)
+
+    wrong = api.post("/v1/login", {"username": username, "password": "wrong horse battery"})
+    unknown = api.post("/v1/login", {"username": new_username(), "password": "wrong horse battery"})
+
+    assert (wrong.status_code, wrong.json()) == (unknown.status_code, unknown.json())
+    assert_problem(wrong, 401)
+
+
+def test_failed_logins_are_throttled_with_retry_after(api: Api) -> None:
+    username, _ = registered(api)
+    statuses = [
+        api.post("/v1/login", {"username": username, "password": "wrong horse battery"}).status_code for _ in range(10)
+    ]
+    assert statuses == [401] * 10
+
+    throttled = api.post("/v1/login", {"username": username, "password": PASSWORD})
+
+    assert_problem(throttled, 429)
+    assert 0 < int(throttled.headers["Retry-After"]) <= 900
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "status"),
+    [
+        ("/v1/users", '{"username": "x", "password": ', 400),
+        ("/v1/users", "[]", 400),
+        ("/v1/users", '{"username": 1, "password": true}', 400),
+        ("/v1/users", '{"username": "valid_name", "password": "correct horse battery", "admin": true}', 400),
+        ("/v1/users", '{"username": "valid_name", "password": "' + "p" * 129 + '"}', 400),
+        ("/v1/users", '{"username": "valid_name", "password": "' + "p" * 5000 + '"}', 413),
+        ("/v1/login", '{"username": "valid_name"}', 400),
+        ("/v1/login", '{"username": "valid_name", "password": NaN}', 400),
+        ("/v1/token/refresh", '{"refresh_token": null}', 400),
+        ("/v1/token/refresh", '{"refresh_token": "forged.token"}', 401),
+    ],
+)
+def test_bad_input_is_a_clear_4xx(api: Api, path: str, raw: str, status: int) -> None:
+    body = assert_problem(api.post(path, raw=raw), status)
+    assert "pydantic" not in str(body).lower()
