@@ -6,7 +6,6 @@ the function's code, the layer, the layer's packages. Nothing else from the dev 
 not `cryptography`, which PyJWT would pick up and which the layer does not ship).
 """
 
-import json
 import statistics
 import subprocess
 import sys
@@ -26,11 +25,8 @@ def install_layer_packages() -> None:
     if stamp.exists() and stamp.read_text() == requirements.read_text():
         return
     print(f"==> installing the layer's packages into {LAYER_PACKAGES.relative_to(ROOT)}", flush=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--upgrade", "--target", str(LAYER_PACKAGES)]
-        + ["-r", str(requirements)],
-        check=True,
-    )
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--upgrade"]
+    subprocess.run([*pip, "--target", str(LAYER_PACKAGES), "-r", str(requirements)], check=True)
     stamp.write_text(requirements.read_text())
 
 

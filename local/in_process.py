@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 TEMPLATE = Path(__file__).parent.parent / "template.yaml"
-SESSION_TOKEN = "in-process-session-token"
+SESSION_TOKEN = "in-process-session-token"  # noqa: S105 - a fake credential for moto
 _FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

@@ -57,7 +57,7 @@ def log_out(token: str, caller: dict[str, str]) -> Any:
     return call(logout, with_body("logout_unknown_token", {"refresh_token": token}, caller=caller))
 
 
-# --- register ----------------------------------------------------------------------------------------------------------
+# --- register --------------------------------------------------------------------------------------------------------
 
 
 def test_register_creates_an_account(stack: Stack) -> None:
@@ -114,7 +114,7 @@ def test_bad_registrations_are_4xx_problems_and_store_nothing(stack: Stack, even
     assert stack.items("UsersTable") == []
 
 
-# --- login -------------------------------------------------------------------------------------------------------------
+# --- login -----------------------------------------------------------------------------------------------------------
 
 
 def test_login_returns_a_token_pair_the_authorizer_accepts(stack: Stack) -> None:
@@ -198,7 +198,7 @@ def test_a_weak_stored_hash_is_upgraded_at_login(stack: Stack) -> None:
     assert stack.items("UsersTable")[0]["password_hash"]["S"].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
-# --- refresh -----------------------------------------------------------------------------------------------------------
+# --- refresh ---------------------------------------------------------------------------------------------------------
 
 
 def test_refresh_rotates_the_pair(stack: Stack) -> None:
@@ -281,7 +281,7 @@ def test_an_expired_family_cannot_be_refreshed(stack: Stack) -> None:
     assert refresh(pair["refresh_token"])[0] == 401
 
 
-# --- logout ------------------------------------------------------------------------------------------------------------
+# --- logout ----------------------------------------------------------------------------------------------------------
 
 
 def test_logout_revokes_the_family(stack: Stack) -> None:
@@ -312,7 +312,7 @@ def test_logout_sample_events(stack: Stack, event_name: str, status: int) -> Non
     assert call(logout, load_event(event_name))[0] == status
 
 
-# --- the authorizer ----------------------------------------------------------------------------------------------------
+# --- the authorizer --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -347,7 +347,7 @@ def _kid(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
 
 
-# --- what is logged ----------------------------------------------------------------------------------------------------
+# --- what is logged --------------------------------------------------------------------------------------------------
 
 
 def test_no_password_or_token_is_ever_logged(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
