@@ -28,17 +28,24 @@ DEFAULT_API_PORT = 3000
 
 def say(message: str) -> None:
     """Print a line on the console straight away (the runtime's output is often piped)."""
-    print(message, flush=True)
+    # A pipe reader that went away (`make run | tee` and Ctrl-C) must not stop the runtime from cleaning up.
+    with contextlib.suppress(BrokenPipeError):
+        print(message, flush=True)
 
 
 def relay_function_output(function_id: str, line: str) -> None:
     """Show a function's log line, prefixed with its logical id."""
-    print(f"[{function_id}] {line}", flush=True)
+    say(f"[{function_id}] {line}")
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (everything has a default; ports come from the environment)."""
-    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description="Serve template.yaml's stack on this machine, without Docker and without AWS.",
+        epilog="Environment: LOCAL_API_PORT (3000), LOCAL_API_HOST (127.0.0.1), REDIS_URL (else a Redis of its own), "
+        "LOCAL_STATE_DIR (.local).",
+    )
     parser.add_argument("--template", type=Path, default=PROJECT_ROOT / "template.yaml", help="the SAM template")
     parser.add_argument(
         "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", help="template parameters to override"
@@ -98,25 +105,17 @@ def describe(template: Template, endpoints: Endpoints, state_file: Path, redis_s
     return "\n".join(lines)
 
 
-async def serve(template: Template, host: str, port: int) -> None:
-    """Run the local stack until SIGINT, SIGTERM or SIGHUP, then stop everything it started."""
-    directory = state_dir(template)
-    state_file = directory / "stack.json"
-    running = read_running_stack(state_file)
-    if running is not None:
-        raise ServiceError(f"a local stack is already running (pid {running.pid}, {running.api_url or 'starting'})")
-
+async def serve(template: Template, endpoints: Endpoints, host: str, port: int, redis_started: bool) -> None:
+    """Serve the HTTP API over the started services until SIGINT, SIGTERM or SIGHUP; then stop the workers."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signal_number, stop.set)
 
-    services = LocalServices(template, directory, say)
-    workers: Workers | None = None
+    state_file = state_dir(template) / "stack.json"
+    workers = Workers(template, endpoints, relay_function_output)
     runner: web.AppRunner | None = None
     try:
-        endpoints = await asyncio.to_thread(services.start)
-        workers = Workers(template, endpoints, relay_function_output)
         for function_id in template.function_ids():
             workers.pool(function_id)  # resolves every function now, so template errors show at start
         gateway = Gateway(
@@ -134,16 +133,28 @@ async def serve(template: Template, host: str, port: int) -> None:
             raise ServiceError(f"cannot listen on {host}:{port} ({exc.strerror}); set LOCAL_API_PORT") from exc
         endpoints.api_url = f"http://{host}:{port}"
         write_state(state_file, endpoints)
-        say(describe(template, endpoints, state_file, "redis" in services.child_pids()))
+        say(describe(template, endpoints, state_file, redis_started))
         await stop.wait()
         say("Stopping: HTTP API, workers, Redis, moto...")
     finally:
         remove_state(state_file)
         if runner is not None:
             await runner.cleanup()
-        if workers is not None:
-            await workers.stop()
-        await asyncio.to_thread(services.stop)
+        await workers.stop()
+
+
+def run(template: Template, host: str, port: int) -> None:
+    """Start the services, serve until told to stop, and stop everything that was started."""
+    running = read_running_stack(state_dir(template) / "stack.json")
+    if running is not None:
+        raise ServiceError(f"a local stack is already running (pid {running.pid}, {running.api_url or 'starting'})")
+    services = LocalServices(template, state_dir(template), say)
+    try:
+        # Started from the main thread before any other thread exists, so they die with this process even on kill -9.
+        endpoints = services.start()
+        asyncio.run(serve(template, endpoints, host, port, "redis" in services.child_pids()))
+    finally:
+        services.stop()
     say("Stopped.")
 
 
@@ -155,11 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         template = Template(arguments.template, parameter_overrides(arguments.parameter_overrides))
         say(f"Local runtime for {template.path.name}: moto, Redis and every function on this machine (no Docker).")
-        asyncio.run(serve(template, host, port))
+        run(template, host, port)
     except (TemplateError, ServiceError) as exc:
         print(f"local: {exc}", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+    except KeyboardInterrupt:  # Ctrl-C while starting, before the signal handlers were in place
+        say("Stopped.")
         return 130
     return 0
 

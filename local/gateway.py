@@ -427,7 +427,11 @@ class Gateway:
             facts = await RequestFacts.read(request)
         except web.HTTPRequestEntityTooLarge:
             return gateway_error(413, "Request Entity Too Large")
-        response, function_id = await self._respond(facts)
+        try:
+            response, function_id = await self._respond(facts)
+        except Exception as exc:  # a fault of the runtime itself: answer as API Gateway would, say what broke
+            self._say(f"{facts.method} {facts.raw_path}: local runtime error: {type(exc).__name__}: {exc}")
+            response, function_id = gateway_error(500, "Internal Server Error", facts.request_id), None
         elapsed_ms = (time.perf_counter() - started) * 1000
         self._say(f"{facts.method} {facts.raw_path} -> {response.status} {function_id or ''} {elapsed_ms:.0f} ms")
         return response

@@ -7,13 +7,17 @@ which then stops the children in order, and stopping a child also stops anything
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -30,7 +34,11 @@ def start_process(
     log_path: Path | None = None,
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``args`` as the leader of a new process group, output to ``log_path`` (or nowhere)."""
+    """Start ``args`` as the leader of a new process group, output to ``log_path`` (or nowhere).
+
+    On Linux the child also gets SIGTERM if this process dies without stopping it (``kill -9``). Call it from the
+    main thread, before other threads exist: the signal follows the thread that started the child.
+    """
     output = log_path.open("ab") if log_path else subprocess.DEVNULL
     try:
         return subprocess.Popen(
@@ -41,10 +49,23 @@ def start_process(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_terminate_with(os.getpid()) if sys.platform == "linux" else None,
         )
     finally:
         if log_path and not isinstance(output, int):
             output.close()
+
+
+def _terminate_with(parent_pid: int) -> Callable[[], None]:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (``PR_SET_PDEATHSIG``)."""
+
+    def set_parent_death_signal() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return set_parent_death_signal
 
 
 def stop_process_group(pid: int, grace_seconds: float = 5.0) -> None:

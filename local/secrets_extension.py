@@ -83,7 +83,10 @@ def serve(
     handler = _handler_class(session_token, lookup.get_secret_value)
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="secrets-extension", daemon=True)
+    # A short poll interval makes stop() quick (shutdown waits for the next poll).
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="secrets-extension", daemon=True
+    )
     thread.start()
     return SecretsExtension(server, thread)
 

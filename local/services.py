@@ -151,11 +151,27 @@ def create_table(
     return ResourceIdentity(name, attributes)
 
 
-# GenerateSecretString options that GetRandomPassword takes under the same names.
-_PASSWORD_OPTIONS = (
-    "ExcludeCharacters", "ExcludeLowercase", "ExcludeNumbers", "ExcludePunctuation", "ExcludeUppercase",
-    "IncludeSpace", "PasswordLength", "RequireEachIncludedType",
-)  # fmt: skip
+# GenerateSecretString options that GetRandomPassword takes under the same names, and their types.
+_PASSWORD_OPTIONS: dict[str, type] = {
+    "ExcludeCharacters": str,
+    "ExcludeLowercase": bool,
+    "ExcludeNumbers": bool,
+    "ExcludePunctuation": bool,
+    "ExcludeUppercase": bool,
+    "IncludeSpace": bool,
+    "PasswordLength": int,
+    "RequireEachIncludedType": bool,
+}
+
+
+def _password_options(generate: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, kind in _PASSWORD_OPTIONS.items():
+        if name in generate:
+            value = generate[name]
+            # YAML may hand booleans over as the strings "true"/"false", as CloudFormation accepts them.
+            options[name] = str(value).lower() == "true" if kind is bool else kind(value)
+    return options
 
 
 def create_secret(
@@ -164,23 +180,17 @@ def create_secret(
     """Create an ``AWS::SecretsManager::Secret``, generating its value the way CloudFormation does."""
     secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
     name = props.get("Name") or physical_name(logical_id)
-    if "GenerateSecretString" in props:
-        options = props["GenerateSecretString"]
-        password_options = {key: options[key] for key in _PASSWORD_OPTIONS if key in options}
-        for key in password_options:
-            if key != "ExcludeCharacters" and key != "PasswordLength":
-                password_options[key] = str(password_options[key]).lower() == "true"
-        if "PasswordLength" in password_options:
-            password_options["PasswordLength"] = int(password_options["PasswordLength"])
-        password = secretsmanager.get_random_password(**password_options)["RandomPassword"]
-        if "SecretStringTemplate" in options:
-            value = json.loads(options["SecretStringTemplate"])
-            value[options["GenerateStringKey"]] = password
-            secret_string = json.dumps(value)
+    generate = props.get("GenerateSecretString")
+    if generate is None:
+        secret_string = str(props.get("SecretString", ""))
+    else:
+        password = secretsmanager.get_random_password(**_password_options(generate))["RandomPassword"]
+        if "SecretStringTemplate" in generate:
+            secret_string = json.dumps(
+                json.loads(generate["SecretStringTemplate"]) | {generate["GenerateStringKey"]: password}
+            )
         else:
             secret_string = password
-    else:
-        secret_string = str(props.get("SecretString", ""))
     created = secretsmanager.create_secret(
         Name=name, Description=str(props.get("Description", "")), SecretString=secret_string
     )
@@ -244,10 +254,7 @@ def start_redis(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     arguments = redis_server_command()
     for name, value in settings.items():
         arguments += [f"--{name}", value]
-    process = start_process(
-        arguments,
-        log_path=log_path,
-    )
+    process = start_process(arguments, log_path=log_path)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     client = redis.Redis.from_url(url, socket_timeout=1)
@@ -273,17 +280,22 @@ def cache_identities(template: Template, redis_url: str) -> dict[str, ResourceId
     """
     address = urlsplit(redis_url)
     host, port = address.hostname or "127.0.0.1", str(address.port or 6379)
-    attribute_prefixes = {
-        "AWS::ElastiCache::ServerlessCache": ("Endpoint", "ReaderEndpoint"),
-        "AWS::ElastiCache::ReplicationGroup": ("PrimaryEndPoint", "ReaderEndPoint", "ConfigurationEndPoint"),
-        "AWS::ElastiCache::CacheCluster": ("RedisEndpoint", "ConfigurationEndpoint"),
+    # Resource type: (the ARN's resource kind, the endpoint attributes it has)
+    kinds = {
+        "AWS::ElastiCache::ServerlessCache": ("serverlesscache", ("Endpoint", "ReaderEndpoint")),
+        "AWS::ElastiCache::ReplicationGroup": (
+            "replicationgroup",
+            ("PrimaryEndPoint", "ReaderEndPoint", "ConfigurationEndPoint"),
+        ),
+        "AWS::ElastiCache::CacheCluster": ("cluster", ("RedisEndpoint", "ConfigurationEndpoint")),
     }
     identities: dict[str, ResourceIdentity] = {}
-    for logical_id, resource in template.resources_of_type(*attribute_prefixes).items():
+    for logical_id, resource in template.resources_of_type(*kinds).items():
         name = physical_name(logical_id)
-        attributes = {"ARN": f"arn:aws:elasticache:{REGION}:{ACCOUNT_ID}:serverlesscache:{name}"}
-        for prefix in attribute_prefixes[resource["Type"]]:
-            attributes |= {f"{prefix}.Address": host, f"{prefix}.Port": port}
+        arn_kind, endpoints = kinds[resource["Type"]]
+        attributes = {"ARN": f"arn:aws:elasticache:{REGION}:{ACCOUNT_ID}:{arn_kind}:{name}"}
+        for endpoint in endpoints:
+            attributes |= {f"{endpoint}.Address": host, f"{endpoint}.Port": port}
         identities[logical_id] = ResourceIdentity(name, attributes)
     return identities
 
@@ -366,13 +378,15 @@ class LocalServices:
         return self.endpoints
 
     def _extension_ttl(self) -> float:
-        # The extension reads its settings from the function's environment; Globals are the natural place.
-        globals_env = ((self._template.document.get("Globals") or {}).get("Function") or {}).get("Environment") or {}
-        ttl = (globals_env.get("Variables") or {}).get("SECRETS_MANAGER_TTL", secrets_extension.AWS_DEFAULT_TTL_SECONDS)
-        return float(ttl) if not isinstance(ttl, dict) else float(secrets_extension.AWS_DEFAULT_TTL_SECONDS)
+        # The extension reads SECRETS_MANAGER_TTL from the function's environment; one emulator serves all functions,
+        # so the Globals' value (a literal) applies, else the extension's own default.
+        function_globals = (self._template.document.get("Globals") or {}).get("Function") or {}
+        variables = (function_globals.get("Environment") or {}).get("Variables") or {}
+        ttl = variables.get("SECRETS_MANAGER_TTL", secrets_extension.AWS_DEFAULT_TTL_SECONDS)
+        return float(ttl) if isinstance(ttl, int | float | str) else float(secrets_extension.AWS_DEFAULT_TTL_SECONDS)
 
     def child_pids(self) -> Mapping[str, int]:
-        """The process ids of the services this run started, by name."""
+        """The process ids of the services this run started and has not stopped yet, by name."""
         return {name: process.pid for name, process in self._processes}
 
     def stop(self) -> None:

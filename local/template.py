@@ -161,7 +161,7 @@ def _is_intrinsic(value: Any) -> bool:
 
 
 def dependencies(value: Any) -> set[str]:
-    """Logical ids (other than parameters and pseudo parameters) that ``value`` refers to through Ref/GetAtt/Sub."""
+    """Names ``value`` refers to through Ref, GetAtt or Sub (resources, but also parameters and pseudo parameters)."""
     found: set[str] = set()
     if isinstance(value, list):
         for item in value:
@@ -501,11 +501,14 @@ class Template:
                 function_id = function_by_arn.get(resolver.resolve(config["FunctionArn"]))
                 if function_id is None:
                     raise TemplateError(f"{api_id}: authorizer {name} does not point at a function of this template")
+                payload_format = str(config.get("AuthorizerPayloadFormatVersion", "2.0"))
+                if payload_format != "2.0":
+                    raise TemplateError(f"{api_id}: authorizer {name} uses payload {payload_format}; 2.0 runs locally")
                 identity = config.get("Identity") or {}
                 authorizers[name] = LambdaAuthorizer(
                     name=name,
                     function_id=function_id,
-                    payload_format=str(config.get("AuthorizerPayloadFormatVersion", "2.0")),
+                    payload_format=payload_format,
                     simple_responses=bool(config.get("EnableSimpleResponses", False)),
                     identity_headers=tuple(identity.get("Headers") or ()),
                     identity_query_strings=tuple(identity.get("QueryStrings") or ()),

@@ -25,7 +25,8 @@ from local.services import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Endpoints
 from local.template import REGION, FunctionSpec, Template
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
-MAX_WORKERS_PER_FUNCTION = int(os.environ.get("LOCAL_MAX_WORKERS_PER_FUNCTION", "4"))
+# Enough that concurrent clients do not queue behind one slow invocation (a password hash), few enough for a laptop.
+MAX_WORKERS_PER_FUNCTION = 4
 # Lambda gives a function's init phase (importing the handler module) 10 s.
 INIT_TIMEOUT_SECONDS = 10.0
 # Lambda's limit on a synchronous response is 6 MB; the pipe must carry at least that in one line.
@@ -117,6 +118,8 @@ class Worker:
     async def start(cls, spec: FunctionSpec, environment: Mapping[str, str], log: LogSink) -> Worker:
         """Start a worker and wait for its handler to be imported (Lambda's init phase)."""
         stream_id = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        if not spec.code_dir.is_dir():
+            raise _WorkerInitError(FunctionError("Runtime.InvalidCodeUri", f"no code folder at {spec.code_dir}"))
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-I",
