@@ -35,9 +35,9 @@ def write_report(results: dict[str, float]) -> None:
     (ROOT / "BENCHMARKS.md").write_text(
         f"""# Benchmarks
 
-Produced by `make bench` on {datetime.now(UTC):%Y-%m-%d} ({platform.machine()}, {platform.python_version()},
-{platform.node() and "a shared 2-core machine"}). Machines here are shared and noisy: every figure is the median of
-{cold_start.RUNS} runs taken side by side in one run; compare ratios, not absolute values across runs.
+Produced by `make bench` on {datetime.now(UTC):%Y-%m-%d} (Python {platform.python_version()} on {platform.machine()},
+a shared 2-core machine). Such machines are noisy: every figure is a median of runs taken side by side in one run;
+compare ratios, not absolute values across runs.
 
 ## Cold start: import time of each function
 
@@ -67,8 +67,8 @@ interleaved (alternating which goes first), medians:
 | unknown username | {results["login_unknown_user_ms_median"]:.2f} |
 | ratio unknown / wrong | {results["login_unknown_over_wrong_ratio"]:.3f} |
 
-Both paths read the account, verify an argon2id hash (a decoy with the same parameters when the account does not
-exist) and count the failure; a ratio near 1 means the timing does not tell them apart.
+Both paths reserve their throttle slots, read the account and verify an argon2id hash (a decoy with the same
+parameters when the account does not exist); a ratio near 1 means the timing does not tell them apart.
 """
     )
 

@@ -32,8 +32,9 @@ def run() -> dict[str, float]:
     with (
         in_process_stack(),
         # Throttling would answer 429 after a few failures; here every attempt must reach the password check.
-        mock.patch.object(login_throttle, "ACCOUNT_FAILURE_LIMIT", 10**9),
-        mock.patch.object(login_throttle, "ADDRESS_FAILURE_LIMIT", 10**9),
+        mock.patch.object(login_throttle, "ACCOUNT_FROM_ADDRESS_LIMIT", 10**9),
+        mock.patch.object(login_throttle, "ACCOUNT_LIMIT", 10**9),
+        mock.patch.object(login_throttle, "ADDRESS_LIMIT", 10**9),
     ):
         aws.dynamodb.cache_clear()
         signing_keys.keys = signing_keys.SigningKeys()

@@ -48,9 +48,10 @@ class InProcessStack:
 
 
 @contextmanager
-def in_process_stack(template_path: Path = TEMPLATE) -> Iterator[InProcessStack]:
+def in_process_stack(template_path: Path = TEMPLATE, extension_cache_seconds: float = 0) -> Iterator[InProcessStack]:
     """Provision the template in `mock_aws` and set the environment the functions would see; undo both after.
 
+    `extension_cache_seconds` is the emulated extension's cache (the real one keeps a secret 300 s by default).
     Callers reset what the functions cache per process (SDK clients, keys) so each use starts cold.
     """
     environment = {key: value for key, value in os.environ.items() if key != "AWS_ENDPOINT_URL"} | _FAKE_AWS
@@ -59,6 +60,8 @@ def in_process_stack(template_path: Path = TEMPLATE) -> Iterator[InProcessStack]
         identities = provision(template, boto3.session.Session(), None)
         for function_id in template.function_ids():
             os.environ.update(template.function(function_id, identities).environment)
-        with secrets_extension.serve(session_token=SESSION_TOKEN) as extension:
+        with secrets_extension.serve(
+            session_token=SESSION_TOKEN, cache_ttl_seconds=extension_cache_seconds
+        ) as extension:
             os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
             yield InProcessStack(identities, boto3.client("dynamodb"), boto3.client("secretsmanager"))

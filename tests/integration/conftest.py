@@ -23,18 +23,19 @@ class Stack:
     def items(self, logical_id: str) -> list[dict[str, Any]]:
         return list(self.dynamodb.scan(TableName=self.table(logical_id))["Items"])
 
-    def rotate_signing_key(self) -> None:
-        """Put a new current version of the signing key, as a rotation would; forget cached keys."""
-        self._stack.secretsmanager.put_secret_value(
-            SecretId=self._stack.physical_id("SigningKeySecret"),
-            SecretString='{"signing_key": "rotated-key-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"}',
+    def rotate_signing_key(self) -> signing_keys.SigningKey:
+        """Put a new current version of the signing key, as a rotation would, and return it."""
+        secret = "rotated-key-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
+        version = self._stack.secretsmanager.put_secret_value(
+            SecretId=self._stack.physical_id("SigningKeySecret"), SecretString=f'{{"signing_key": "{secret}"}}'
         )
-        signing_keys.keys = signing_keys.SigningKeys()
+        return signing_keys.SigningKey(kid=version["VersionId"], secret=secret.encode())
 
 
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    with in_process_stack() as provisioned:
+def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The stack; `@pytest.mark.parametrize("stack", [300], indirect=True)` sets the extension's cache seconds."""
+    with in_process_stack(extension_cache_seconds=getattr(request, "param", 0)) as provisioned:
         # What a warm Lambda caches per process (SDK client, keys) starts cold in every test.
         aws.dynamodb.cache_clear()
         monkeypatch.setattr(signing_keys, "keys", signing_keys.SigningKeys())

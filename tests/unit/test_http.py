@@ -78,12 +78,37 @@ def test_field_problems(event_name: str, field: str, detail: str) -> None:
     assert invalid(event_name).body()["errors"] == [{"field": field, "detail": detail}]
 
 
-@pytest.mark.parametrize("display_name", ["", "   ", "a\nb", "\x00", "x" * 33])
+@pytest.mark.parametrize(
+    "display_name",
+    ["", "   ", "a\nb", "Bob\n", "\x00", "Bob\x85", "Bob\u202e", "\u200b", "Bo\u200db", "x" * 33],
+)
 def test_display_names_must_be_printable(display_name: str) -> None:
     event = load_event("register_ok")
     event["body"] = json.dumps({"username": "alice", "password": "correct horse battery", "display_name": display_name})
     with pytest.raises(InvalidRequest):
         http.parse_body(event, RegisterBody)
+
+
+@pytest.mark.parametrize("display_name", ["Bob Ross", "Zoë ✓", "李小龍", "x" * 32])
+def test_display_names_may_be_any_visible_text(display_name: str) -> None:
+    event = load_event("register_ok")
+    event["body"] = json.dumps({"username": "alice", "password": "correct horse battery", "display_name": display_name})
+    assert http.parse_body(event, RegisterBody).display_name == display_name
+
+
+@pytest.mark.parametrize("username", ["victim\n", "victim\r\n", " victim", "ab", "x" * 33, "bob ross", "zoë"])
+def test_usernames_are_plain_ascii_names(username: str) -> None:
+    event = load_event("register_ok")
+    event["body"] = json.dumps({"username": username, "password": "correct horse battery"})
+    with pytest.raises(InvalidRequest):
+        http.parse_body(event, RegisterBody)
+
+
+def test_the_size_limit_counts_bytes_not_characters() -> None:
+    event = load_event("register_ok")
+    event["body"] = json.dumps({"username": "alice", "password": "€" * 100}, ensure_ascii=False)  # 300 bytes
+    with pytest.raises(PayloadTooLarge):
+        http.parse_body(event, RegisterBody, max_bytes=250)
 
 
 def test_an_oversize_body_is_refused_before_parsing() -> None:

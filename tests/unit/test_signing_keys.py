@@ -18,12 +18,13 @@ class FakeSecret:
     def rotate(self, version: str, key: str) -> None:
         self.stages = {"AWSCURRENT": (version, key), "AWSPREVIOUS": self.stages["AWSCURRENT"]}
 
-    def fetch(self, stage: str) -> dict[str, Any] | None:
+    def fetch(self, selector: dict[str, str]) -> dict[str, Any] | None:
         self.reads += 1
-        if stage not in self.stages:
-            return None
-        version, key = self.stages[stage]
-        return {"VersionId": version, "SecretString": json.dumps({"signing_key": key})}
+        for stage, (version, key) in self.stages.items():
+            if selector in ({"versionStage": stage}, {"versionId": version}):
+                stages = [name for name, (other, _) in self.stages.items() if other == version]
+                return {"VersionId": version, "SecretString": json.dumps({"signing_key": key}), "VersionStages": stages}
+        return None
 
 
 class Clock:
@@ -64,15 +65,26 @@ def test_a_rotation_reaches_a_warm_container_after_the_refresh_period(secret: Fa
     assert keys.find("v1") is not None, "tokens signed before the rotation still verify"
 
 
-def test_a_new_kid_is_looked_up_at_once_when_the_cache_is_not_fresh(secret: FakeSecret, clock: Clock) -> None:
+def test_a_new_kid_is_looked_up_by_version_id_at_once(secret: FakeSecret, clock: Clock) -> None:
     keys = SigningKeys(fetch=secret.fetch, clock=clock)
     keys.current()
     secret.rotate("v2", "key-two")
-    clock.now += UNKNOWN_KID_RETRY_SECONDS + 1
 
     found = keys.find("v2")
+
     assert found is not None
     assert found.secret == b"key-two"
+
+
+def test_a_version_that_no_longer_verifies_is_not_accepted(secret: FakeSecret, clock: Clock) -> None:
+    secret.rotate("v2", "key-two")
+    secret.rotate("v3", "key-three")  # v1 is now neither current nor previous
+    secret.stages["deprecated"] = ("v1", "key-one")
+    keys = SigningKeys(fetch=secret.fetch, clock=clock)
+
+    assert keys.find("v3") is not None
+    assert keys.find("v2") is not None
+    assert keys.find("v1") is None
 
 
 def test_forged_kids_do_not_flood_secrets_manager(secret: FakeSecret, clock: Clock) -> None:
@@ -82,7 +94,10 @@ def test_forged_kids_do_not_flood_secrets_manager(secret: FakeSecret, clock: Clo
 
     for attempt in range(1000):
         assert keys.find(f"forged-{attempt}") is None
-    assert secret.reads == reads
+    assert secret.reads == reads + 1  # one lookup per UNKNOWN_KID_RETRY_SECONDS at most
+    clock.now += UNKNOWN_KID_RETRY_SECONDS + 1
+    keys.find("forged-again")
+    assert secret.reads == reads + 2
 
 
 def test_a_secret_without_a_current_version_is_an_error(clock: Clock) -> None:

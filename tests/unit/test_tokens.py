@@ -29,11 +29,12 @@ ALICE = Identity(user_id="u-alice", username="alice")
 def keys_with(current: SigningKey, *previous: SigningKey) -> SigningKeys:
     versions = {"AWSCURRENT": current, **({"AWSPREVIOUS": previous[0]} if previous else {})}
 
-    def fetch(stage: str) -> dict[str, Any] | None:
-        key = versions.get(stage)
-        if key is None:
-            return None
-        return {"VersionId": key.kid, "SecretString": json.dumps({"signing_key": key.secret.decode()})}
+    def fetch(selector: dict[str, str]) -> dict[str, Any] | None:
+        for stage, key in versions.items():
+            if selector in ({"versionStage": stage}, {"versionId": key.kid}):
+                secret = json.dumps({"signing_key": key.secret.decode()})
+                return {"VersionId": key.kid, "SecretString": secret, "VersionStages": [stage]}
+        return None
 
     return SigningKeys(fetch=fetch)
 
@@ -182,8 +183,8 @@ def test_a_tampered_payload_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "token",
-    ["", "garbage", "a.b", "a.b.c", "....", "x" * 5000],
-    ids=["empty", "garbage", "two-parts", "bad-base64", "dots", "oversize"],
+    ["", "garbage", "a.b", "a.b.c", "....", "x" * 5000, "\ud800.a.b"],
+    ids=["empty", "garbage", "two-parts", "bad-base64", "dots", "oversize", "unencodable"],
 )
 def test_malformed_tokens_are_refused(token: str) -> None:
     assert refused(token) in {"malformed", "unexpected header keys"}

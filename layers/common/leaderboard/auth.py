@@ -43,17 +43,16 @@ def register(username: str, password: str, display_name: str | None) -> users.Us
 def login(username: str, password: str, address: str) -> Session:
     """A new session for the right password. An unknown user and a wrong password get the same answer
     after the same work; too many failures get 429 with Retry-After."""
-    account = users.username_key(username)
     try:
-        login_throttle.check(account, address)
+        reservation = login_throttle.reserve(users.username_key(username), address)
     except login_throttle.Throttled as throttled:
         raise TooManyRequests("Too many failed logins; try again later.", retry_after=throttled.retry_after) from None
     user = users.find_user(username)
     # Verified even for an unknown user (against a decoy hash): the same work, the same answer.
     valid = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not valid:
-        login_throttle.record_failure(account, address)
-        raise Unauthorized(_LOGIN_FAILED)
+        raise Unauthorized(_LOGIN_FAILED)  # the reserved attempt stays counted
+    login_throttle.release(reservation)
     if passwords.needs_rehash(user.password_hash):
         users.replace_password_hash(username, passwords.hash_password(password))
     owner = token_families.Owner(user_id=user.user_id, username=user.username)
@@ -73,6 +72,8 @@ def logout(refresh_token: str, user_id: str) -> None:
     """Revoke the session (token family) of `refresh_token`, which must be the caller's."""
     try:
         token_families.revoke(refresh_token, user_id)
+    except token_families.RefreshRefused:
+        raise Unauthorized("The refresh token is not valid.") from None
     except token_families.NotYourToken:
         raise Forbidden("This refresh token belongs to another player.") from None
 

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Body(BaseModel):
-    # python-re: the display name pattern needs a look-ahead, which pydantic's default engine lacks.
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, regex_engine="python-re")
+    # Patterns run on pydantic's Rust regex engine, where `$` is the very end (Python's `$` also admits a final "\n").
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 # OWASP: at least 8 characters, a generous upper bound, never truncated (argon2 hashes every byte it is given).
@@ -28,10 +28,14 @@ NewPassword = Annotated[
         description=f"a string of {PASSWORD_MIN} to {PASSWORD_MAX} characters",
     ),
 ]
+# Never in a display name: control characters (C0, C1), zero-width characters and bidirectional overrides,
+# which would let one player's name pass for another's on the board.
+_UNSHOWABLE = r"\x00-\x1f\x7f-\x9f\x{200b}-\x{200f}\x{202a}-\x{202e}\x{2066}-\x{2069}\x{feff}"
 DisplayName = Annotated[
     str,
     Field(
-        pattern=r"^(?=.*\S)[^\x00-\x1f\x7f]{1,32}$",
+        max_length=32,
+        pattern=rf"^[^{_UNSHOWABLE}]*[^\s{_UNSHOWABLE}][^{_UNSHOWABLE}]*$",
         description="a string of 1 to 32 printable characters, not only spaces",
     ),
 ]

@@ -67,12 +67,14 @@ def endpoint(handler: Handler) -> Handler:
 
 def parse_body[M: BaseModel](event: Event, model: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:
     """The request body validated against `model`; 413 when oversize, 400 naming each bad field otherwise."""
-    raw: str | bytes = event.get("body") or ""
+    text: str = event.get("body") or ""
     if event.get("isBase64Encoded"):
         try:
-            raw = base64.b64decode(raw, validate=True)
+            raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidRequest("The request body is not valid base64.") from None
+    else:
+        raw = text.encode(errors="surrogatepass")  # measured in bytes, as sent
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.")
     try:

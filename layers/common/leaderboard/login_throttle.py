@@ -1,11 +1,18 @@
-"""Failed-login throttling per account and per client address, shared by every Lambda instance (DynamoDB).
+"""Login throttling per account and per client address, shared by every Lambda instance (DynamoDB).
 
-Failures are counted in fixed windows of WINDOW_SECONDS. Past a limit, logins for that account (or from that
-address) get 429 until the window ends, with Retry-After saying when: an attacker is slowed to a few guesses
-per window, and the owner is never locked out for longer than one window. Unknown usernames are counted
-like known ones, so throttling reveals nothing about which accounts exist.
+Each login attempt first reserves a slot in three counters of the current window: the account from this
+address, the account from anywhere, and the address. The reservation is one conditional transaction, taken before
+the password is checked, so parallel guesses cannot slip past a limit; a successful login gives its slots back,
+so only failures add up. Past a limit, logins get 429 with Retry-After until the window ends.
+
+The tight limit is per account *and* address: an attacker guessing from one address cannot lock the owner out
+from another. The account-wide limit is ten times higher, so a distributed attack is still slowed down, and even
+then the owner is locked out for at most what remains of a window at a time. Unknown usernames are counted like
+known ones, so throttling reveals nothing about which accounts exist.
 """
 
+import contextlib
+import ipaddress
 import time
 from dataclasses import dataclass
 
@@ -13,9 +20,10 @@ from leaderboard.aws import dynamodb
 from leaderboard.config import settings
 
 WINDOW_SECONDS = 15 * 60
-ACCOUNT_FAILURE_LIMIT = 10
-# Higher: players behind one NAT or carrier gateway share an address.
-ADDRESS_FAILURE_LIMIT = 50
+ACCOUNT_FROM_ADDRESS_LIMIT = 10
+ACCOUNT_LIMIT = 100
+# Players behind one NAT or carrier gateway share an address: this limit is for one host guessing many accounts.
+ADDRESS_LIMIT = 100
 
 clock = time.time
 """Wall-clock seconds; tests move it to cross a window."""
@@ -30,49 +38,77 @@ class Throttled(Exception):
 
 
 @dataclass(frozen=True)
-class _Window:
-    index: int
-    ends_at: int
+class Reservation:
+    """The counter slots one login attempt holds until it succeeds (given back) or fails (kept)."""
+
+    keys: tuple[str, ...]
+    expires_at: int
 
 
-def _window(now: float) -> _Window:
-    index = int(now // WINDOW_SECONDS)
-    return _Window(index=index, ends_at=(index + 1) * WINDOW_SECONDS)
-
-
-def _counters(account: str, address: str, window: _Window) -> dict[str, int]:
-    """The counter keys of this window with their limits."""
-    return {
-        f"account#{account}#{window.index}": ACCOUNT_FAILURE_LIMIT,
-        f"address#{address}#{window.index}": ADDRESS_FAILURE_LIMIT,
-    }
-
-
-def check(account: str, address: str) -> None:
-    """Raise Throttled if the account or the address has used up this window's failures."""
+def reserve(account: str, address: str) -> Reservation:
+    """Take one attempt from each counter of this window, all or none; Throttled if any is used up."""
     now = clock()
-    window = _window(now)
-    limits = _counters(account, address, window)
-    table = settings.login_attempts_table
-    request = {table: {"Keys": [{"counter_key": {"S": key}} for key in limits], "ConsistentRead": True}}
-    for _ in range(3):  # DynamoDB may leave keys unprocessed under load; ask again for those
-        response = dynamodb().batch_get_item(RequestItems=request)  # type: ignore[arg-type]
-        for item in response["Responses"].get(table, []):
-            if int(item["failures"]["N"]) >= limits[item["counter_key"]["S"]]:
-                raise Throttled(retry_after=max(1, window.ends_at - int(now)))
-        if not response.get("UnprocessedKeys"):
-            return
-        request = response["UnprocessedKeys"]  # type: ignore[assignment]
-
-
-def record_failure(account: str, address: str) -> None:
-    """Count one failed login against the account and the address."""
-    window = _window(clock())
+    window = int(now // WINDOW_SECONDS)
+    window_ends = (window + 1) * WINDOW_SECONDS
+    network = _network(address)
+    limits = {
+        f"account-from#{account}#{network}#{window}": ACCOUNT_FROM_ADDRESS_LIMIT,
+        f"account#{account}#{window}": ACCOUNT_LIMIT,
+        f"address#{network}#{window}": ADDRESS_LIMIT,
+    }
+    reservation = Reservation(keys=tuple(limits), expires_at=window_ends + WINDOW_SECONDS)
     client = dynamodb()
-    for key in _counters(account, address, window):
-        client.update_item(
-            TableName=settings.login_attempts_table,
-            Key={"counter_key": {"S": key}},
-            UpdateExpression="ADD failures :one SET expires_at = :expires",
-            ExpressionAttributeValues={":one": {"N": "1"}, ":expires": {"N": str(window.ends_at + WINDOW_SECONDS)}},
+    try:
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": settings.login_attempts_table,
+                        "Key": {"counter_key": {"S": key}},
+                        "UpdateExpression": "ADD attempts :one SET expires_at = :expires",
+                        "ConditionExpression": "attribute_not_exists(attempts) OR attempts < :limit",
+                        "ExpressionAttributeValues": {
+                            ":one": {"N": "1"},
+                            ":limit": {"N": str(limit)},
+                            ":expires": {"N": str(reservation.expires_at)},
+                        },
+                    }
+                }
+                for key, limit in limits.items()
+            ]
         )
+    except client.exceptions.TransactionCanceledException:
+        raise Throttled(retry_after=max(1, window_ends - int(now))) from None
+    return reservation
+
+
+def release(reservation: Reservation) -> None:
+    """Give the slots of a successful login back: only failures count against the limits."""
+    client = dynamodb()
+    # The counters outlive the login by a whole window; should one be gone anyway, there is nothing to give back.
+    with contextlib.suppress(client.exceptions.TransactionCanceledException):
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": settings.login_attempts_table,
+                        "Key": {"counter_key": {"S": key}},
+                        "UpdateExpression": "ADD attempts :minus_one",
+                        "ConditionExpression": "attempts > :zero",
+                        "ExpressionAttributeValues": {":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
+                    }
+                }
+                for key in reservation.keys
+            ]
+        )
+
+
+def _network(address: str) -> str:
+    """The unit an address is counted by: the address itself for IPv4, its /64 for IPv6 (one host's share)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -2,7 +2,8 @@
 
 The extension is a local HTTP endpoint, so no AWS SDK is imported: the authorizer's cold start stays small.
 Each secret version is a key and its VersionId is the `kid`: tokens are signed with AWSCURRENT and verified
-with AWSCURRENT or AWSPREVIOUS, so rotating the secret never logs anybody out.
+with AWSCURRENT or AWSPREVIOUS, so rotating the secret never logs anybody out. A kid not seen yet is looked up
+by its VersionId, which the extension has never cached: a token signed with a just-rotated key verifies at once.
 """
 
 import http.client
@@ -17,8 +18,9 @@ from leaderboard.config import settings
 
 # Re-read the secret this often, so a rotation reaches warm containers within minutes.
 REFRESH_SECONDS = 300
-# An unknown kid triggers a re-read at most this often, so forged kids cannot flood Secrets Manager.
+# An unknown kid is looked up at most this often, so forged kids cannot flood Secrets Manager.
 UNKNOWN_KID_RETRY_SECONDS = 30
+_VERIFYING_STAGES = {"AWSCURRENT", "AWSPREVIOUS"}
 
 
 class KeyUnavailable(RuntimeError):
@@ -31,13 +33,14 @@ class SigningKey:
     secret: bytes
 
 
-type SecretFetcher = Callable[[str], dict[str, Any] | None]
-"""Fetches one version stage of the secret: GetSecretValue's answer, or None when that stage does not exist."""
+type SecretFetcher = Callable[[dict[str, str]], dict[str, Any] | None]
+"""Fetches one version of the secret, selected by {"versionStage": ...} or {"versionId": ...}: GetSecretValue's
+answer, or None when there is no such version."""
 
 
-def fetch_from_extension(stage: str) -> dict[str, Any] | None:
+def fetch_from_extension(version: dict[str, str]) -> dict[str, Any] | None:
     """GetSecretValue through the Parameters and Secrets extension on localhost."""
-    query = urlencode({"secretId": settings.signing_key_secret_id, "versionStage": stage})
+    query = urlencode({"secretId": settings.signing_key_secret_id, **version})
     connection = http.client.HTTPConnection("localhost", settings.secrets_extension_port, timeout=5)
     try:
         connection.request(
@@ -53,8 +56,8 @@ def fetch_from_extension(stage: str) -> dict[str, Any] | None:
         connection.close()
     if response.status == 200:
         return dict(json.loads(body))
-    if stage != "AWSCURRENT" and response.status in (400, 404):
-        return None  # no previous version yet
+    if response.status in (400, 404):
+        return None  # no such version (no previous version yet, or a kid that never existed)
     raise KeyUnavailable(f"the Parameters and Secrets extension answered HTTP {response.status}")
 
 
@@ -67,6 +70,7 @@ class SigningKeys:
         self._current: SigningKey | None = None
         self._by_kid: dict[str, SigningKey] = {}
         self._loaded_at = float("-inf")
+        self._looked_up_at = float("-inf")
 
     def current(self) -> SigningKey:
         """The key new tokens are signed with."""
@@ -77,19 +81,24 @@ class SigningKeys:
 
     def find(self, kid: str) -> SigningKey | None:
         """The key with this kid, if it is the current or the previous version."""
-        if self._age() > REFRESH_SECONDS or (kid not in self._by_kid and self._age() > UNKNOWN_KID_RETRY_SECONDS):
+        if self._age() > REFRESH_SECONDS:
             self._load()
+        if kid not in self._by_kid and self._clock() - self._looked_up_at > UNKNOWN_KID_RETRY_SECONDS:
+            self._looked_up_at = self._clock()
+            version = self._fetch({"versionId": kid})
+            if version is not None and _VERIFYING_STAGES & set(version.get("VersionStages", ())):
+                self._by_kid[kid] = _signing_key(version)
         return self._by_kid.get(kid)
 
     def _age(self) -> float:
         return self._clock() - self._loaded_at
 
     def _load(self) -> None:
-        current = self._fetch("AWSCURRENT")
+        current = self._fetch({"versionStage": "AWSCURRENT"})
         if current is None:
             raise KeyUnavailable("the signing key secret has no current version")
         keys = [_signing_key(current)]
-        previous = self._fetch("AWSPREVIOUS")
+        previous = self._fetch({"versionStage": "AWSPREVIOUS"})
         if previous is not None:
             keys.append(_signing_key(previous))
         self._current = keys[0]

@@ -98,15 +98,12 @@ def rotate(refresh_token: str) -> tuple[Owner, str]:
 
 
 def revoke(refresh_token: str, user_id: str) -> None:
-    """End the session `refresh_token` belongs to. Unknown tokens are ignored (logging out twice is fine);
-    NotYourToken if the family is another player's."""
-    try:
-        family_id, _ = _parse(refresh_token)
-    except RefreshRefused:
-        return
+    """End the session `refresh_token` belongs to; revoking it again is fine. RefreshRefused for a token that is
+    no refresh token of a live session, NotYourToken if the session is another player's."""
+    family_id, _ = _parse(refresh_token)
     family = _get(family_id)
     if family is None:
-        return
+        raise RefreshRefused("unknown family")
     if family["user_id"]["S"] != user_id:
         raise NotYourToken
     _revoke(family_id)

@@ -60,7 +60,7 @@ def verify_access_token(token: str, keys: SigningKeys, issuer: str, audience: st
         raise InvalidToken("malformed")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError:
+    except (jwt.InvalidTokenError, ValueError):  # ValueError: text that cannot even be encoded
         raise InvalidToken("malformed") from None
     if set(header) != _HEADER_KEYS:
         raise InvalidToken("unexpected header keys")
@@ -83,7 +83,7 @@ def verify_access_token(token: str, keys: SigningKeys, issuer: str, audience: st
         )
     except jwt.ExpiredSignatureError:
         raise InvalidToken("expired") from None
-    except jwt.InvalidTokenError as exc:
+    except (jwt.InvalidTokenError, ValueError) as exc:
         raise InvalidToken(type(exc).__name__) from None
     if claims["iat"] > time.time() + LEEWAY_SECONDS:
         raise InvalidToken("issued in the future")

@@ -60,7 +60,10 @@ def find_user(username: str) -> User | None:
     """The account with this username, if any."""
     item = (
         dynamodb()
-        .get_item(TableName=settings.users_table, Key={"username_key": {"S": username_key(username)}})
+        # Consistent: a login right after registering must find the account.
+        .get_item(
+            TableName=settings.users_table, Key={"username_key": {"S": username_key(username)}}, ConsistentRead=True
+        )
         .get("Item")
     )
     if item is None:
