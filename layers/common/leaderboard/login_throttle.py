@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from leaderboard.aws import dynamodb
 from leaderboard.config import settings
@@ -42,7 +43,6 @@ class Reservation:
     """The counter slots one login attempt holds until it succeeds (given back) or fails (kept)."""
 
     keys: tuple[str, ...]
-    expires_at: int
 
 
 def reserve(account: str, address: str) -> Reservation:
@@ -56,30 +56,23 @@ def reserve(account: str, address: str) -> Reservation:
         f"account#{account}#{window}": ACCOUNT_LIMIT,
         f"address#{network}#{window}": ADDRESS_LIMIT,
     }
-    reservation = Reservation(keys=tuple(limits), expires_at=window_ends + WINDOW_SECONDS)
+    expires = {"N": str(window_ends + WINDOW_SECONDS)}  # the table's TTL: counters clean themselves up
     client = dynamodb()
     try:
         client.transact_write_items(
             TransactItems=[
-                {
-                    "Update": {
-                        "TableName": settings.login_attempts_table,
-                        "Key": {"counter_key": {"S": key}},
-                        "UpdateExpression": "ADD attempts :one SET expires_at = :expires",
-                        "ConditionExpression": "attribute_not_exists(attempts) OR attempts < :limit",
-                        "ExpressionAttributeValues": {
-                            ":one": {"N": "1"},
-                            ":limit": {"N": str(limit)},
-                            ":expires": {"N": str(reservation.expires_at)},
-                        },
-                    }
-                }
+                _counter_update(
+                    key,
+                    "ADD attempts :one SET expires_at = :expires",
+                    "attribute_not_exists(attempts) OR attempts < :limit",
+                    {":one": {"N": "1"}, ":limit": {"N": str(limit)}, ":expires": expires},
+                )
                 for key, limit in limits.items()
             ]
         )
     except client.exceptions.TransactionCanceledException:
         raise Throttled(retry_after=max(1, window_ends - int(now))) from None
-    return reservation
+    return Reservation(keys=tuple(limits))
 
 
 def release(reservation: Reservation) -> None:
@@ -89,18 +82,24 @@ def release(reservation: Reservation) -> None:
     with contextlib.suppress(client.exceptions.TransactionCanceledException):
         client.transact_write_items(
             TransactItems=[
-                {
-                    "Update": {
-                        "TableName": settings.login_attempts_table,
-                        "Key": {"counter_key": {"S": key}},
-                        "UpdateExpression": "ADD attempts :minus_one",
-                        "ConditionExpression": "attempts > :zero",
-                        "ExpressionAttributeValues": {":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
-                    }
-                }
+                _counter_update(
+                    key, "ADD attempts :minus_one", "attempts > :zero", {":minus_one": {"N": "-1"}, ":zero": {"N": "0"}}
+                )
                 for key in reservation.keys
             ]
         )
+
+
+def _counter_update(key: str, update: str, condition: str, values: dict[str, Any]) -> Any:
+    return {
+        "Update": {
+            "TableName": settings.login_attempts_table,
+            "Key": {"counter_key": {"S": key}},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+    }
 
 
 def _network(address: str) -> str:
