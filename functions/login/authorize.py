@@ -26,4 +26,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except InvalidToken as refused:
         logger.info("access token refused", extra={"reason": refused.reason})
         return {"isAuthorized": False}
-    return {"isAuthorized": True, "context": {"user_id": identity.user_id, "username": identity.username}}
+    return {"isAuthorized": True, "context": identity.as_context()}

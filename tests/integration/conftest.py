@@ -4,6 +4,7 @@ and secret built from template.yaml, the signing key served by the emulated Secr
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
 from leaderboard import aws, signing_keys
@@ -15,7 +16,11 @@ class Stack:
 
     def __init__(self, stack: InProcessStack) -> None:
         self.dynamodb = stack.dynamodb
+        self.sqs = boto3.client("sqs")
         self._stack = stack
+
+    def physical_id(self, logical_id: str) -> str:
+        return self._stack.physical_id(logical_id)
 
     def table(self, logical_id: str) -> str:
         return self._stack.physical_id(logical_id)

@@ -12,7 +12,8 @@ from moto.dynamodb.models import DynamoDBBackend
 
 from functions.login import authorize, login, logout, refresh_token, register
 from leaderboard import login_throttle, signing_keys
-from leaderboard.tokens import Identity, issue_access_token
+from leaderboard.identity import Identity
+from leaderboard.tokens import issue_access_token
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import Stack
 
@@ -131,7 +132,7 @@ def test_login_returns_a_token_pair_the_authorizer_accepts(stack: Stack) -> None
     assert (body["token_type"], body["expires_in"], body["user_id"]) == ("Bearer", 600, account["user_id"])
     assert authorizer_says(body["access_token"]) == {
         "isAuthorized": True,
-        "context": {"user_id": account["user_id"], "username": "alice"},
+        "context": {"user_id": account["user_id"], "username": "alice", "display_name": "alice"},
     }
 
 
@@ -346,7 +347,7 @@ def test_an_expired_family_cannot_be_refreshed(stack: Stack) -> None:
 def test_logout_revokes_the_family(stack: Stack) -> None:
     account = sign_up()
     pair = log_in()[1]
-    caller = {"user_id": account["user_id"], "username": "alice"}
+    caller = {"user_id": account["user_id"], "username": "alice", "display_name": "alice"}
 
     status, body, _ = log_out(pair["refresh_token"], caller)
 
@@ -358,7 +359,7 @@ def test_logout_revokes_the_family(stack: Stack) -> None:
 def test_logout_with_something_that_is_not_a_live_refresh_token_is_401(stack: Stack) -> None:
     account = sign_up()
     pair = log_in()[1]
-    caller = {"user_id": account["user_id"], "username": "alice"}
+    caller = {"user_id": account["user_id"], "username": "alice", "display_name": "alice"}
 
     assert log_out(pair["access_token"], caller)[0] == 401
     assert refresh(pair["refresh_token"])[0] == 200, "the session is still alive: the client must not think otherwise"
@@ -369,7 +370,9 @@ def test_logout_cannot_end_another_players_session(stack: Stack) -> None:
     bob = sign_up("bob_42")
     alice_pair = log_in("alice")[1]
 
-    status, body, _ = log_out(alice_pair["refresh_token"], {"user_id": bob["user_id"], "username": "bob_42"})
+    status, body, _ = log_out(
+        alice_pair["refresh_token"], {"user_id": bob["user_id"], "username": "bob_42", "display_name": "bob_42"}
+    )
 
     assert (status, body["status"]) == (403, 403)
     assert refresh(alice_pair["refresh_token"])[0] == 200
@@ -422,7 +425,7 @@ def test_a_token_signed_with_a_just_rotated_key_verifies_at_once(stack: Stack) -
     assert authorizer_says(before)["isAuthorized"] is True  # the authorizer's keys are now warm
 
     new_key = stack.rotate_signing_key()
-    identity = Identity(user_id=account["user_id"], username="alice")
+    identity = Identity(user_id=account["user_id"], username="alice", display_name="alice")
     after = issue_access_token(identity, new_key, issuer=os.environ["JWT_ISSUER"], audience=os.environ["JWT_AUDIENCE"])
 
     assert authorizer_says(after)["isAuthorized"] is True
@@ -455,7 +458,7 @@ def test_no_password_or_token_is_ever_logged(stack: Stack, caplog: pytest.LogCap
     # Every record, formatted as the functions print it to CloudWatch (JSON with all extra keys).
     caplog.handler.setFormatter(login.logger.registered_formatter)
     account = sign_up()
-    caller = {"user_id": account["user_id"], "username": "alice"}
+    caller = {"user_id": account["user_id"], "username": "alice", "display_name": "alice"}
     pair = log_in()[1]
     log_in(password="wrong horse battery")
     rotated = refresh(pair["refresh_token"])[1]

@@ -8,6 +8,7 @@ import pytest
 
 from leaderboard import http
 from leaderboard.bodies import LoginBody, RegisterBody
+from leaderboard.identity import Identity
 from leaderboard.problems import Conflict, InvalidRequest, PayloadTooLarge, TooManyRequests
 from tests.conftest import load_event
 
@@ -160,7 +161,9 @@ def test_json_response_without_body_has_none() -> None:
 
 def test_caller_and_source_ip_come_from_the_request_context() -> None:
     event = load_event("logout_unknown_token")
-    assert http.caller(event) == http.Caller(user_id="0f8e3c1d9b7a4e2f8c6d5b4a39281706", username="alice")
+    assert http.caller(event) == Identity(
+        user_id="0f8e3c1d9b7a4e2f8c6d5b4a39281706", username="alice", display_name="Alice"
+    )
     assert http.source_ip(event) == "203.0.113.10"
 
 

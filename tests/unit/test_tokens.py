@@ -10,10 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from leaderboard.identity import Identity
 from leaderboard.signing_keys import SigningKey, SigningKeys
 from leaderboard.tokens import (
     ACCESS_TOKEN_SECONDS,
-    Identity,
     InvalidToken,
     bearer_token,
     issue_access_token,
@@ -23,7 +23,7 @@ from leaderboard.tokens import (
 ISSUER, AUDIENCE = "urn:leaderboard:test", "leaderboard-api"
 KEY = SigningKey(kid="v1", secret=b"k" * 64)
 OLD_KEY = SigningKey(kid="v0", secret=b"o" * 64)
-ALICE = Identity(user_id="u-alice", username="alice")
+ALICE = Identity(user_id="u-alice", username="alice", display_name="Alice")
 
 
 def keys_with(current: SigningKey, *previous: SigningKey) -> SigningKeys:
@@ -46,6 +46,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "aud": AUDIENCE,
         "sub": ALICE.user_id,
         "username": ALICE.username,
+        "name": ALICE.display_name,
         "iat": now,
         "exp": now + 600,
         "jti": "j1",
@@ -197,9 +198,11 @@ def test_a_truncated_token_is_refused() -> None:
     assert refused(token[: len(token) // 2]) in {"malformed", "DecodeError"}
 
 
-@pytest.mark.parametrize(("sub", "username"), [(123, "alice"), ("", "alice"), ("u-alice", None), ("u-alice", 7)])
-def test_a_token_without_a_usable_subject_or_username_is_refused(sub: Any, username: Any) -> None:
-    assert refused(forge(claims(sub=sub, username=username))) in {"bad subject", "InvalidSubjectError"}
+@pytest.mark.parametrize(
+    ("claim", "value"), [("sub", 123), ("sub", ""), ("username", None), ("username", 7), ("name", None), ("name", "")]
+)
+def test_a_token_without_a_usable_subject_or_names_is_refused(claim: str, value: Any) -> None:
+    assert refused(forge(claims(**{claim: value}))) in {"bad subject", "InvalidSubjectError"}
 
 
 @pytest.mark.parametrize(

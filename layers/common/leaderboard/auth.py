@@ -8,8 +8,9 @@ from typing import Any
 
 from leaderboard import login_throttle, passwords, signing_keys, token_families, users
 from leaderboard.config import settings
+from leaderboard.identity import Identity
 from leaderboard.problems import Conflict, Forbidden, TooManyRequests, Unauthorized
-from leaderboard.tokens import ACCESS_TOKEN_SECONDS, Identity, issue_access_token
+from leaderboard.tokens import ACCESS_TOKEN_SECONDS, issue_access_token
 
 _LOGIN_FAILED = "The username or password is incorrect."
 
@@ -55,7 +56,7 @@ def login(username: str, password: str, address: str) -> Session:
     login_throttle.release(reservation)
     if passwords.needs_rehash(user.password_hash):
         users.replace_password_hash(username, passwords.hash_password(password))
-    owner = token_families.Owner(user_id=user.user_id, username=user.username)
+    owner = Identity(user_id=user.user_id, username=user.username, display_name=user.display_name)
     return _session(owner, token_families.start_family(owner))
 
 
@@ -78,9 +79,8 @@ def logout(refresh_token: str, user_id: str) -> None:
         raise Forbidden("This refresh token belongs to another player.") from None
 
 
-def _session(owner: token_families.Owner, refresh_token: str) -> Session:
-    identity = Identity(user_id=owner.user_id, username=owner.username)
+def _session(owner: Identity, refresh_token: str) -> Session:
     access_token = issue_access_token(
-        identity, signing_keys.keys.current(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        owner, signing_keys.keys.current(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
     return Session(user_id=owner.user_id, access_token=access_token, refresh_token=refresh_token)

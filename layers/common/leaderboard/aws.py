@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
 
 
 @cache
@@ -17,3 +18,11 @@ def dynamodb() -> "DynamoDBClient":
     import boto3  # deferred on purpose, see the module docstring
 
     return boto3.client("dynamodb")
+
+
+@cache
+def sqs() -> "SQSClient":
+    """The SQS client."""
+    import boto3  # deferred on purpose, see the module docstring
+
+    return boto3.client("sqs")

@@ -64,3 +64,20 @@ class RefreshBody(_Body):
 
 class LogoutBody(_Body):
     refresh_token: RefreshToken
+
+
+# Integers past 2^53 are not exact in JSON clients (JavaScript) nor in Redis: they are a type error, not a range one.
+MAX_EXACT_INTEGER = 2**53
+_Id = Annotated[str, Field(min_length=1, max_length=64, description="an id string")]
+
+
+class StartActionBody(_Body):
+    type: Annotated[str, Field(min_length=1, max_length=32, description="an action type name")] = "match"
+
+
+class PostScoreBody(_Body):
+    user_id: _Id
+    score: Annotated[
+        int, Field(ge=-MAX_EXACT_INTEGER, le=MAX_EXACT_INTEGER, description="a whole number (no fraction, no quotes)")
+    ]
+    action_id: _Id

@@ -45,6 +45,30 @@ class Settings:
         return _require("LOGIN_ATTEMPTS_TABLE")
 
     @property
+    def actions_table(self) -> str:
+        return _require("ACTIONS_TABLE")
+
+    @property
+    def player_totals_table(self) -> str:
+        return _require("PLAYER_TOTALS_TABLE")
+
+    @property
+    def idempotency_table(self) -> str:
+        return _require("IDEMPOTENCY_TABLE")
+
+    @property
+    def scores_queue_url(self) -> str:
+        return _require("SCORES_QUEUE_URL")
+
+    @property
+    def redis_url(self) -> str:
+        return _require("REDIS_URL")
+
+    @property
+    def board_key(self) -> str:
+        return _require("BOARD_KEY")
+
+    @property
     def secrets_extension_port(self) -> int:
         # The AWS Parameters and Secrets Lambda Extension listens on this port (its own default is 2773).
         return int(os.environ.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773"))

@@ -9,13 +9,13 @@ import binascii
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from leaderboard.identity import Identity
 from leaderboard.problems import InvalidRequest, PayloadTooLarge, Problem
 
 logger = Logger(child=True)
@@ -113,18 +113,9 @@ def _describe(model: type[BaseModel], error: ErrorDetails) -> str:
     return f"must be {expected}"
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The player the authorizer vouched for."""
-
-    user_id: str
-    username: str
-
-
-def caller(event: Event) -> Caller:
-    """The identity the Lambda authorizer put in the request context."""
-    context = event["requestContext"]["authorizer"]["lambda"]
-    return Caller(user_id=context["user_id"], username=context["username"])
+def caller(event: Event) -> Identity:
+    """The player the Lambda authorizer vouched for."""
+    return Identity.from_context(event["requestContext"]["authorizer"]["lambda"])
 
 
 def source_ip(event: Event) -> str:

@@ -80,3 +80,9 @@ class TooManyRequests(Problem):
 
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class ServiceUnavailable(Problem):
+    status = 503
+    title = "Service unavailable"
+    slug = "service-unavailable"

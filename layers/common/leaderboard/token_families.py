@@ -12,11 +12,11 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from leaderboard.aws import dynamodb
 from leaderboard.config import settings
+from leaderboard.identity import Identity
 
 FAMILY_SECONDS = 30 * 24 * 3600
 _TOKEN_SHAPE = re.compile(r"^([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$")
@@ -34,13 +34,7 @@ class NotYourToken(Exception):
     """The refresh token belongs to another player."""
 
 
-@dataclass(frozen=True)
-class Owner:
-    user_id: str
-    username: str
-
-
-def start_family(owner: Owner) -> str:
+def start_family(owner: Identity) -> str:
     """A new family (a new login session) and its first refresh token."""
     family_id, secret = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
     now = int(time.time())
@@ -50,6 +44,7 @@ def start_family(owner: Owner) -> str:
             "family_id": {"S": family_id},
             "user_id": {"S": owner.user_id},
             "username": {"S": owner.username},
+            "display_name": {"S": owner.display_name},
             "token_hash": {"S": _hash(secret)},
             "revoked": {"BOOL": False},
             "created_at": {"N": str(now)},
@@ -60,7 +55,7 @@ def start_family(owner: Owner) -> str:
     return f"{family_id}.{secret}"
 
 
-def rotate(refresh_token: str) -> tuple[Owner, str]:
+def rotate(refresh_token: str) -> tuple[Identity, str]:
     """Spend `refresh_token` and return its owner and the family's next token; RefreshRefused otherwise."""
     family_id, secret = _parse(refresh_token)
     family = _get(family_id)
@@ -93,7 +88,9 @@ def rotate(refresh_token: str) -> tuple[Owner, str]:
     except client.exceptions.ConditionalCheckFailedException:
         _revoke(family_id)
         raise RefreshRefused("concurrent reuse detected; family revoked") from None
-    owner = Owner(user_id=family["user_id"]["S"], username=family["username"]["S"])
+    owner = Identity(
+        user_id=family["user_id"]["S"], username=family["username"]["S"], display_name=family["display_name"]["S"]
+    )
     return owner, f"{family_id}.{next_secret}"
 
 

@@ -7,10 +7,11 @@ Refresh tokens are not JWTs at all (see token_families), so neither kind can sta
 
 import time
 import uuid
-from dataclasses import dataclass
+from typing import TypeGuard
 
 import jwt
 
+from leaderboard.identity import Identity
 from leaderboard.signing_keys import SigningKey, SigningKeys
 
 ALGORITHM = "HS256"
@@ -31,14 +32,6 @@ class InvalidToken(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Identity:
-    """Who a valid access token speaks for."""
-
-    user_id: str
-    username: str
-
-
 def issue_access_token(identity: Identity, key: SigningKey, issuer: str, audience: str) -> str:
     """A signed access token for `identity`, valid ACCESS_TOKEN_SECONDS."""
     now = int(time.time())
@@ -47,6 +40,7 @@ def issue_access_token(identity: Identity, key: SigningKey, issuer: str, audienc
         "aud": audience,
         "sub": identity.user_id,
         "username": identity.username,
+        "name": identity.display_name,
         "iat": now,
         "exp": now + ACCESS_TOKEN_SECONDS,
         "jti": uuid.uuid4().hex,
@@ -87,10 +81,14 @@ def verify_access_token(token: str, keys: SigningKeys, issuer: str, audience: st
         raise InvalidToken(type(exc).__name__) from None
     if claims["iat"] > time.time() + LEEWAY_SECONDS:
         raise InvalidToken("issued in the future")
-    subject, username = claims["sub"], claims.get("username")
-    if not isinstance(subject, str) or not subject or not isinstance(username, str) or not username:
+    subject, username, name = claims["sub"], claims.get("username"), claims.get("name")
+    if not (_text(subject) and _text(username) and _text(name)):
         raise InvalidToken("bad subject")
-    return Identity(user_id=subject, username=username)
+    return Identity(user_id=subject, username=username, display_name=name)
+
+
+def _text(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value)
 
 
 def bearer_token(authorization: str) -> str:
