@@ -18,11 +18,12 @@ PIP_QUIET := --quiet --disable-pip-version-check
 # This machine's pip config names local wheel folders that may be absent; their warnings are noise.
 PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
-.PHONY: help run invoke test lint typecheck unit integration template e2e bench clean
+.PHONY: help run invoke rebuild test lint typecheck unit integration template e2e bench clean
 
 help:
 	@echo "make run                              start the whole stack locally (HTTP API on http://127.0.0.1:3000)"
 	@echo "make invoke FN=<LogicalId> EVENT=events/<file>.json   run one function on one event (no Docker)"
+	@echo "make rebuild                          restore the board in Redis from DynamoDB (local stack, or REDIS_URL)"
 	@echo "make test                             lint, types, unit, integration, template checks, e2e"
 	@echo "make bench                            cold-start import times -> bench/results.json, BENCHMARKS.md"
 	@echo "make e2e API_URL=https://...          the e2e suite against a deployed stack"
@@ -47,6 +48,10 @@ run: $(VENV)/.installed
 invoke: $(VENV)/.installed
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
 	@$(PY) -m local.invoke "$(FN)" "$(EVENT)"
+
+# Restore the board from DynamoDB: on the running local stack (or REDIS_URL's Redis when set).
+rebuild: $(VENV)/.installed
+	@$(PY) -m local.invoke RebuildBoardFunction events/rebuild_board.json
 
 lint: $(VENV)/.installed
 	@echo "==> ruff"
