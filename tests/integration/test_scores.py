@@ -467,3 +467,22 @@ def test_a_rebuild_racing_the_consumer_never_goes_back(game: Game) -> None:
 
     assert [(entry["user_id"], entry["score"]) for entry in game.top()] == [(alice.user_id, 110), (bob.user_id, 20)]
     assert game.total(alice) == 110
+
+
+def test_when_sqs_refuses_nothing_is_recorded_and_a_retry_succeeds(game: Game, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = game.player("alice")
+    action_id = game.action(alice)
+    body = {"user_id": alice.user_id, "score": 33, "action_id": action_id}
+
+    def refuse(**kwargs: Any) -> None:
+        raise ConnectionError("SQS is unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(aws.sqs(), "send_message", refuse)
+        status, problem = game.post(alice, body)
+
+    assert (status, problem["status"]) == (503, 503)
+    assert "SQS" not in problem["detail"]
+    assert game.post(alice, body)[0] == 202
+    game.drain()
+    assert game.total(alice) == 33
