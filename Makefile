@@ -25,7 +25,7 @@ help:
 	@echo "make invoke FN=<LogicalId> EVENT=events/<file>.json   run one function on one event (no Docker)"
 	@echo "make rebuild                          restore the board in Redis from DynamoDB (local stack, or REDIS_URL)"
 	@echo "make test                             lint, types, unit, integration, template checks, e2e"
-	@echo "make bench                            cold-start import times -> bench/results.json, BENCHMARKS.md"
+	@echo "make bench                            benchmarks -> bench/results.json, BENCHMARKS.md (BENCH_PLAYERS=N for a quick run)"
 	@echo "make e2e API_URL=https://...          the e2e suite against a deployed stack"
 
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt

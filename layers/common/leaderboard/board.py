@@ -24,17 +24,26 @@ MAX_MS = 10**13 - 1
 AROUND = 4
 TOP = 10
 
-_SET_TOTAL = """
-local current = redis.call('HGET', KEYS[2], ARGV[1])
-if current then
-  local bar = string.find(current, '|', 1, true)
-  if tonumber(string.sub(current, 1, bar - 1)) >= tonumber(ARGV[3]) then return 0 end
-  redis.call('ZREM', KEYS[1], string.sub(current, bar + 1))
+# ARGV: groups of (user_id, total, version, member, display name), one per player.
+_SET_TOTALS = """
+local applied = 0
+for i = 1, #ARGV, 5 do
+  local user, version, member = ARGV[i], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  local current = redis.call('HGET', KEYS[2], user)
+  local newer = true
+  if current then
+    local bar = string.find(current, '|', 1, true)
+    newer = tonumber(string.sub(current, 1, bar - 1)) < version
+    if newer then redis.call('ZREM', KEYS[1], string.sub(current, bar + 1)) end
+  end
+  if newer then
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], member)
+    redis.call('HSET', KEYS[2], user, ARGV[i + 2] .. '|' .. member)
+    redis.call('HSET', KEYS[3], user, ARGV[i + 4])
+    applied = applied + 1
+  end
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3] .. '|' .. ARGV[4])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
-return 1
+return applied
 """
 
 _NAMES_OF = """
@@ -107,7 +116,7 @@ class Board:
         tag = f"leaderboard:{{{name}}}"
         self.keys = [f"{tag}:ranking", f"{tag}:players", f"{tag}:names"]
         self._client = client
-        self._set_total = client.register_script(_SET_TOTAL)
+        self._set_totals = client.register_script(_SET_TOTALS)
         self._top = client.register_script(_TOP)
         self._standing = client.register_script(_STANDING)
 
@@ -118,17 +127,16 @@ class Board:
         except redis.RedisError as exc:
             raise BoardUnavailable from exc
 
-    def set_totals(self, totals: Iterable[PlayerTotal]) -> None:
-        """Write absolute totals, each applied only if its version is newer than the board's (one round trip)."""
-        pipeline = self._client.pipeline(transaction=False)
+    def set_totals(self, totals: Iterable[PlayerTotal]) -> int:
+        """Write absolute totals, each applied only if its version is newer than the board's; one round trip.
+        Returns how many were applied."""
+        args: list[str | int] = []
         for player in totals:
             member = f"{MAX_MS - player.reached_at_ms:013d}:{player.user_id}"
-            args: list[str | int] = [player.user_id, player.total, player.version, member, player.display_name]
-            self._set_total(keys=self.keys, args=args, client=pipeline)
-        try:
-            pipeline.execute()
-        except redis.RedisError as exc:
-            raise BoardUnavailable from exc
+            args += [player.user_id, player.total, player.version, member, player.display_name]
+        if not args:
+            return 0
+        return int(self._call(self._set_totals, args))
 
     def top(self, count: int = TOP) -> list[Standing]:
         """The first `count` players, rank 1 first."""
