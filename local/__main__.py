@@ -1,8 +1,9 @@
 """``python -m local`` (``make run``): serve template.yaml's stack on localhost, without Docker and without AWS.
 
-Starts moto's server with the template's tables and secrets, the Secrets extension emulator and Redis (all empty at
-each start), then the HTTP API on http://127.0.0.1:3000 (``LOCAL_API_PORT``). Functions start lazily, on their first
-request. Ctrl-C or SIGTERM stops everything it started.
+Starts moto's server with the template's tables, queues and secrets, the Secrets extension emulator and Redis (all
+empty at each start), then the HTTP API on http://127.0.0.1:3000 (``LOCAL_API_PORT``) and the SQS event source
+mappings (pollers that feed each queue's consumer function). Functions start lazily, on their first request or
+batch. Ctrl-C or SIGTERM stops everything it started.
 """
 
 from __future__ import annotations
@@ -17,9 +18,18 @@ from pathlib import Path
 
 from aiohttp import web
 
+from local.event_sources import EventSourceMappings, SqsClient, poller_count
 from local.gateway import Gateway
-from local.services import Endpoints, LocalServices, ServiceError, read_running_stack, state_dir
-from local.template import Template, TemplateError
+from local.services import (
+    ACCESS_KEY_ID,
+    SECRET_ACCESS_KEY,
+    Endpoints,
+    LocalServices,
+    ServiceError,
+    read_running_stack,
+    state_dir,
+)
+from local.template import SqsEventSource, Template, TemplateError
 from local.workers import MAX_WORKERS_PER_FUNCTION, Workers
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -94,15 +104,55 @@ def describe(template: Template, endpoints: Endpoints, state_file: Path, redis_s
         lines.append(line)
     if (template.root / "web").is_dir():
         lines.append(f"  {'GET /':<{width}}  -> web/ (static files)")
+    lines += describe_queues(template, endpoints)
+    caches = template.cache_resources()
     lines += [
-        f"Redis        {endpoints.redis_url}" + ("  (started here, empty)" if redis_started else "  (REDIS_URL)"),
+        f"Redis        {endpoints.redis_url}"
+        + ("  (started here, empty)" if redis_started else "  (REDIS_URL)")
+        + (f"  = {', '.join(caches)}, REDIS_URL of every function" if caches else ""),
         f"AWS (moto)   {endpoints.aws_endpoint_url}  (AWS_ENDPOINT_URL of every function)",
         f"Secrets ext. http://localhost:{endpoints.secrets_extension_port}/secretsmanager/get",
         f"State        {state_file}",
-        f"Functions start on their first request (cold start), up to {MAX_WORKERS_PER_FUNCTION} workers each.",
+    ]
+    if template.placeholder_resources():
+        count = len(template.placeholder_resources())
+        lines.append(f"Not local    {count} network resources (VPC, subnets...): placeholder ids; VpcConfig is ignored")
+    lines += [
+        f"Functions start on their first request or batch (cold start), up to {MAX_WORKERS_PER_FUNCTION} workers each.",
         "Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def describe_queues(template: Template, endpoints: Endpoints) -> list[str]:
+    """Each queue with its settings and its consumers, for the console."""
+    queues = template.queues(endpoints.identities)
+    if not queues:
+        return []
+    sources = template.sqs_event_sources(endpoints.identities)
+    logical_id_by_arn = {queue.arn: queue.logical_id for queue in queues}
+    width = max(len(queue.logical_id) for queue in queues)
+    lines = ["SQS queues"]
+    for queue in queues:
+        settings = f"visibility {queue.visibility_timeout_seconds} s"
+        if queue.dead_letter_arn:
+            dead_letters = logical_id_by_arn.get(queue.dead_letter_arn, queue.dead_letter_arn)
+            settings += f", to {dead_letters} after {queue.max_receive_count} receives"
+        lines.append(f"  {queue.logical_id:<{width}}  {queue.url}  ({settings})")
+        consumers = [source for source in sources if source.queue.logical_id == queue.logical_id]
+        lines += [f"    -> {describe_event_source(source)}" for source in consumers]
+    return lines
+
+
+def describe_event_source(source: SqsEventSource) -> str:
+    """One consumer of a queue: the function and how Lambda would batch for it."""
+    text = f"{source.function_id}  (batch {source.batch_size}, window {source.batching_window_seconds} s"
+    if source.report_batch_item_failures:
+        text += ", ReportBatchItemFailures"
+    if not source.enabled:
+        return text + ", disabled)"
+    concurrency = poller_count(source)
+    return text + f", up to {concurrency} batch{'es' if concurrency > 1 else ''} at once)"
 
 
 async def serve(template: Template, endpoints: Endpoints, host: str, port: int, redis_started: bool) -> None:
@@ -115,9 +165,11 @@ async def serve(template: Template, endpoints: Endpoints, host: str, port: int, 
     state_file = state_dir(template) / "stack.json"
     workers = Workers(template, endpoints, relay_function_output)
     runner: web.AppRunner | None = None
+    mappings: EventSourceMappings | None = None
     try:
         for function_id in template.function_ids():
             workers.pool(function_id)  # resolves every function now, so template errors show at start
+        sources = template.sqs_event_sources(endpoints.identities)
         gateway = Gateway(
             template.http_routes(),
             template.http_authorizers(endpoints.identities),
@@ -132,14 +184,19 @@ async def serve(template: Template, endpoints: Endpoints, host: str, port: int, 
         except OSError as exc:
             raise ServiceError(f"cannot listen on {host}:{port} ({exc.strerror}); set LOCAL_API_PORT") from exc
         endpoints.api_url = f"http://{host}:{port}"
+        sqs = SqsClient(endpoints.aws_endpoint_url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, endpoints.session_token)
+        mappings = EventSourceMappings(sources, sqs, workers, say)
+        mappings.start()
         write_state(state_file, endpoints)
         say(describe(template, endpoints, state_file, redis_started))
         await stop.wait()
-        say("Stopping: HTTP API, workers, Redis, moto...")
+        say("Stopping: HTTP API, SQS pollers, workers, Redis, moto...")
     finally:
         remove_state(state_file)
         if runner is not None:
             await runner.cleanup()
+        if mappings is not None:
+            await mappings.stop()
         await workers.stop()
 
 

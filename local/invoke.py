@@ -3,19 +3,30 @@
 and prints the handler's result as JSON on stdout (the function's logs go to stderr).
 
 With a local stack running (``python -m local``), the function uses that stack's moto, Redis and Secrets extension;
-otherwise they are started for the duration of the call (empty) and stopped afterwards.
+otherwise they are started for the duration of the call (empty) and stopped afterwards. ``REDIS_URL``, when set, is
+the function's Redis either way (used as it is: nothing in it is cleared), e.g. to rebuild the board of a Redis that
+came back empty: ``REDIS_URL=redis://... python -m local.invoke RebuildBoardFunction events/rebuild_board.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from local.services import Endpoints, LocalServices, ServiceError, read_running_stack, state_dir
+from local.services import (
+    Endpoints,
+    LocalServices,
+    ServiceError,
+    cache_identities,
+    read_running_stack,
+    state_dir,
+)
 from local.template import Template, TemplateError
 from local.workers import FunctionPool, Invocation, lambda_environment
 
@@ -64,13 +75,24 @@ async def invoke_once(template: Template, function_id: str, event: Any, endpoint
         await pool.stop()
 
 
+def with_redis(template: Template, endpoints: Endpoints, redis_url: str) -> Endpoints:
+    """``endpoints`` with another Redis: the functions' REDIS_URL and the template's cache endpoints point at it."""
+    identities = endpoints.identities | cache_identities(template, redis_url)
+    return dataclasses.replace(endpoints, redis_url=redis_url, identities=identities)
+
+
 def run(template: Template, function_id: str, event: Any) -> Invocation:
     """Invoke against the running local stack if there is one, else against services started just for this."""
     running = read_running_stack(state_dir(template) / "stack.json")
+    redis_url = os.environ.get("REDIS_URL", "")
     if running is not None:
         log(f"using the running local stack (pid {running.pid})")
+        if redis_url:
+            log(f"using REDIS_URL {redis_url} instead of the stack's Redis")
+            running = with_redis(template, running, redis_url)
         return asyncio.run(invoke_once(template, function_id, event, running))
-    services = LocalServices(template, state_dir(template), log)
+    # With REDIS_URL, the services use that Redis as it is (clear_redis=False): an invocation must not wipe it.
+    services = LocalServices(template, state_dir(template), log, clear_redis=False)
     try:
         endpoints = services.start()
         return asyncio.run(invoke_once(template, function_id, event, endpoints))

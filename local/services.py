@@ -27,7 +27,16 @@ import redis
 
 from local import secrets_extension
 from local.processes import free_port, pid_alive, start_process, stop_process
-from local.template import ACCOUNT_ID, REGION, ResourceIdentity, Template, TemplateError, dependencies, physical_name
+from local.template import (
+    CACHE_TYPES,
+    REGION,
+    ResourceIdentity,
+    Template,
+    TemplateError,
+    cache_identity,
+    dependencies,
+    physical_name,
+)
 
 # Fake credentials: moto accepts any, and the Secrets extension checks the session token like on AWS.
 ACCESS_KEY_ID = "ASIALOCALSTACKEXAMPLE"
@@ -52,6 +61,8 @@ class Endpoints:
     secrets_extension_port: int
     session_token: str
     identities: dict[str, ResourceIdentity] = field(default_factory=dict)
+    # Queue URL by logical id (also in ``identities``; here for tests, benchmarks and scripts to find them).
+    queue_urls: dict[str, str] = field(default_factory=dict)
     api_url: str = ""
     pid: int = 0
 
@@ -85,12 +96,14 @@ def read_running_stack(path: Path) -> Endpoints | None:
 
 
 def start_moto(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start moto's server on a free loopback port; return the process and its endpoint URL once it answers."""
+    """Start moto's server (``local.moto_server``) on a free loopback port; return it and its URL once it answers."""
     port = free_port()
+    # moto's server with local.moto_server's fixes: safe for concurrent DynamoDB transactions and SQS receives.
     process = start_process(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)],
         env={**os.environ, "MOTO_PORT": str(port)},
         log_path=log_path,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
@@ -197,11 +210,47 @@ def create_secret(
     return ResourceIdentity(created["ARN"], {"Id": created["ARN"]})
 
 
+# AWS::SQS::Queue properties that are not queue attributes of the same name.
+_QUEUE_NON_ATTRIBUTES = frozenset({"QueueName", "Tags"})
+
+
+def _queue_attribute(value: Any) -> str:
+    # SQS attributes are strings: policies as JSON, booleans as "true"/"false".
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def create_queue(
+    session: boto3.session.Session, endpoint: str | None, logical_id: str, props: dict[str, Any]
+) -> ResourceIdentity:
+    """Create an ``AWS::SQS::Queue`` with the template's attributes (redrive policy included)."""
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    fifo = str(props.get("FifoQueue", "false")).lower() == "true"
+    # CloudFormation's generated names of FIFO queues end in .fifo, as SQS requires.
+    name = props.get("QueueName") or physical_name(logical_id) + (".fifo" if fifo else "")
+    attributes = {key: _queue_attribute(value) for key, value in props.items() if key not in _QUEUE_NON_ATTRIBUTES}
+    arguments: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
+    if props.get("Tags"):
+        arguments["tags"] = {tag["Key"]: str(tag["Value"]) for tag in props["Tags"]}
+    url = sqs.create_queue(**arguments)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return ResourceIdentity(url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+
 # Resource types the local stack creates in moto. Another type is one more function here.
 PROVISIONERS: dict[str, Provisioner] = {
     "AWS::DynamoDB::Table": create_table,
     "AWS::SecretsManager::Secret": create_secret,
+    "AWS::SQS::Queue": create_queue,
 }
+
+
+def queue_urls(template: Template, identities: Mapping[str, ResourceIdentity]) -> dict[str, str]:
+    """The URL of every queue of the template, by logical id."""
+    return {logical_id: identities[logical_id].ref for logical_id in template.resources_of_type("AWS::SQS::Queue")}
 
 
 def provision(template: Template, session: boto3.session.Session, endpoint: str | None) -> dict[str, ResourceIdentity]:
@@ -280,24 +329,10 @@ def cache_identities(template: Template, redis_url: str) -> dict[str, ResourceId
     """
     address = urlsplit(redis_url)
     host, port = address.hostname or "127.0.0.1", str(address.port or 6379)
-    # Resource type: (the ARN's resource kind, the endpoint attributes it has)
-    kinds = {
-        "AWS::ElastiCache::ServerlessCache": ("serverlesscache", ("Endpoint", "ReaderEndpoint")),
-        "AWS::ElastiCache::ReplicationGroup": (
-            "replicationgroup",
-            ("PrimaryEndPoint", "ReaderEndPoint", "ConfigurationEndPoint"),
-        ),
-        "AWS::ElastiCache::CacheCluster": ("cluster", ("RedisEndpoint", "ConfigurationEndpoint")),
+    return {
+        logical_id: cache_identity(logical_id, resource["Type"], host, port)
+        for logical_id, resource in template.resources_of_type(*CACHE_TYPES).items()
     }
-    identities: dict[str, ResourceIdentity] = {}
-    for logical_id, resource in template.resources_of_type(*kinds).items():
-        name = physical_name(logical_id)
-        arn_kind, endpoints = kinds[resource["Type"]]
-        attributes = {"ARN": f"arn:aws:elasticache:{REGION}:{ACCOUNT_ID}:{arn_kind}:{name}"}
-        for endpoint in endpoints:
-            attributes |= {f"{endpoint}.Address": host, f"{endpoint}.Port": port}
-        identities[logical_id] = ResourceIdentity(name, attributes)
-    return identities
 
 
 def clear_redis_prefix(url: str, prefix: str = REDIS_KEY_PREFIX) -> int:
@@ -324,12 +359,17 @@ def clear_redis_prefix(url: str, prefix: str = REDIS_KEY_PREFIX) -> int:
 
 
 class LocalServices:
-    """moto with the template's resources, the Secrets extension emulator and Redis, for one run."""
+    """moto with the template's resources, the Secrets extension emulator and Redis, for one run.
 
-    def __init__(self, template: Template, log_dir: Path, say: Say) -> None:
+    With ``REDIS_URL`` set, that Redis is used; ``clear_redis`` (the runtime's "start clean") deletes the project's
+    keys in it first. ``python -m local.invoke`` passes False: one invocation must not wipe someone's board.
+    """
+
+    def __init__(self, template: Template, log_dir: Path, say: Say, clear_redis: bool = True) -> None:
         self._template = template
         self._log_dir = log_dir
         self._say = say
+        self._clear_redis = clear_redis
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._extension: secrets_extension.SecretsExtension | None = None
         self.endpoints: Endpoints | None = None
@@ -353,9 +393,11 @@ class LocalServices:
         identities = provision(self._template, session, aws_endpoint)
 
         redis_url = os.environ.get("REDIS_URL", "")
-        if redis_url:
+        if redis_url and self._clear_redis:
             removed = clear_redis_prefix(redis_url)
             self._say(f"using REDIS_URL {redis_url} (cleared {removed} keys under {REDIS_KEY_PREFIX}*)")
+        elif redis_url:
+            self._say(f"using REDIS_URL {redis_url}")
         else:
             self._say("starting Redis")
             redis_process, redis_url = start_redis(self._log_dir / "redis.log")
@@ -373,6 +415,7 @@ class LocalServices:
             secrets_extension_port=self._extension.port,
             session_token=session_token,
             identities=identities,
+            queue_urls=queue_urls(self._template, identities),
             pid=os.getpid(),
         )
         return self.endpoints

@@ -3,12 +3,15 @@
 The loader understands the short intrinsic tags (``!Ref``, ``!Sub``...), the resolver evaluates the intrinsics
 against parameter defaults, conditions, mappings, pseudo parameters and the physical identities of the resources,
 and the ``Template`` class turns the result into plain specs: functions with their merged Globals, HTTP routes,
-authorizers.
+authorizers, queues and the SQS event sources that feed functions. Resources with no meaning on one machine
+(VPC, subnets, security groups, ElastiCache...) get placeholder identities so the intrinsics naming them resolve.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -137,6 +140,92 @@ class FunctionSpec:
     memory_mb: int
     runtime: str
     environment: dict[str, str]
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """An ``AWS::SQS::Queue`` as it exists locally, with what its consumers and the console need."""
+
+    logical_id: str
+    url: str
+    arn: str
+    name: str
+    visibility_timeout_seconds: int
+    fifo: bool
+    dead_letter_arn: str | None = None
+    max_receive_count: int | None = None
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    """An ``SQS`` event of a function: the event source mapping Lambda would poll the queue with."""
+
+    function_id: str
+    event_name: str
+    queue: QueueSpec
+    batch_size: int
+    batching_window_seconds: int
+    report_batch_item_failures: bool
+    maximum_concurrency: int | None = None
+    enabled: bool = True
+
+
+# Lambda's limits for SQS event source mappings.
+SQS_MAX_BATCH_SIZE = 10_000
+SQS_FIFO_MAX_BATCH_SIZE = 10
+SQS_MAX_BATCHING_WINDOW_SECONDS = 300
+SQS_DEFAULT_VISIBILITY_TIMEOUT = 30
+
+# Resources that mean nothing on one machine (networking, the managed cache): they get a made-up identity so
+# intrinsics that name them resolve. Type: (prefix of the made-up id, attributes that are that id).
+_PLACEHOLDER_IDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "AWS::EC2::VPC": ("vpc", ("VpcId",)),
+    "AWS::EC2::Subnet": ("subnet", ("SubnetId",)),
+    "AWS::EC2::RouteTable": ("rtb", ("RouteTableId",)),
+    "AWS::EC2::Route": ("rtb-route", ()),
+    "AWS::EC2::SubnetRouteTableAssociation": ("rtbassoc", ("Id",)),
+    "AWS::EC2::SecurityGroup": ("sg", ("GroupId",)),
+    "AWS::EC2::SecurityGroupIngress": ("sgr", ("Id",)),
+    "AWS::EC2::SecurityGroupEgress": ("sgr", ("Id",)),
+    "AWS::EC2::VPCEndpoint": ("vpce", ("Id",)),
+    "AWS::EC2::InternetGateway": ("igw", ("InternetGatewayId",)),
+    "AWS::EC2::VPCGatewayAttachment": ("vpcgwattach", ()),
+    "AWS::EC2::NatGateway": ("nat", ("NatGatewayId",)),
+    "AWS::EC2::EIP": ("eipalloc", ("AllocationId",)),
+    "AWS::EC2::NetworkAcl": ("acl", ("Id",)),
+}
+# ElastiCache resources: the ARN's resource kind and the endpoint attributes the type has.
+CACHE_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "AWS::ElastiCache::ServerlessCache": ("serverlesscache", ("Endpoint", "ReaderEndpoint")),
+    "AWS::ElastiCache::ReplicationGroup": (
+        "replicationgroup",
+        ("PrimaryEndPoint", "ReaderEndPoint", "ConfigurationEndPoint"),
+    ),
+    "AWS::ElastiCache::CacheCluster": ("cluster", ("RedisEndpoint", "ConfigurationEndpoint")),
+}
+PLACEHOLDER_CACHE_PORT = "6379"
+
+
+def cache_identity(logical_id: str, resource_type: str, host: str, port: str) -> ResourceIdentity:
+    """The identity of an ElastiCache resource whose every endpoint is ``host:port``."""
+    name = physical_name(logical_id)
+    arn_kind, endpoints = CACHE_TYPES[resource_type]
+    attributes = {"ARN": f"arn:{PARTITION}:elasticache:{REGION}:{ACCOUNT_ID}:{arn_kind}:{name}"}
+    for endpoint in endpoints:
+        attributes |= {f"{endpoint}.Address": host, f"{endpoint}.Port": port}
+    return ResourceIdentity(name, attributes)
+
+
+def placeholder_cache_host(logical_id: str) -> str:
+    """Where a cache endpoint points until the runtime knows its Redis: a name that never resolves (RFC 6761)."""
+    return f"{physical_name(logical_id).lower()}.cache.invalid"
+
+
+def _placeholder_identity(logical_id: str, resource_type: str) -> ResourceIdentity:
+    prefix, id_attributes = _PLACEHOLDER_IDS[resource_type]
+    # Stable across runs, shaped like EC2's ids (17 hex digits).
+    physical_id = f"{prefix}-{hashlib.sha256(logical_id.encode()).hexdigest()[:17]}"
+    return ResourceIdentity(physical_id, dict.fromkeys(id_attributes, physical_id))
 
 
 # --- Resolver ---
@@ -375,6 +464,14 @@ class Template:
         """Resources of the given types, by logical id, in template order."""
         return {logical_id: res for logical_id, res in self.resources.items() if res.get("Type") in types}
 
+    def placeholder_resources(self) -> list[str]:
+        """Resources with no local meaning (networking), which get made-up identities; VpcConfig is ignored."""
+        return list(self.resources_of_type(*_PLACEHOLDER_IDS))
+
+    def cache_resources(self) -> list[str]:
+        """ElastiCache resources: their endpoints are the local runtime's Redis."""
+        return list(self.resources_of_type(*CACHE_TYPES))
+
     def function_ids(self) -> list[str]:
         """Logical ids of every ``AWS::Serverless::Function``."""
         return list(self.resources_of_type("AWS::Serverless::Function"))
@@ -411,6 +508,12 @@ class Template:
                 case "AWS::Serverless::LayerVersion":
                     arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT_ID}:layer:{physical_name(logical_id)}:1"
                     identities[logical_id] = ResourceIdentity(arn, {"Arn": arn})
+                case kind if kind in _PLACEHOLDER_IDS:
+                    identities[logical_id] = _placeholder_identity(logical_id, kind)
+                case kind if kind in CACHE_TYPES:
+                    # The runtime points these at its own Redis once it knows it (services.cache_identities).
+                    host = placeholder_cache_host(logical_id)
+                    identities[logical_id] = cache_identity(logical_id, kind, host, PLACEHOLDER_CACHE_PORT)
         return identities
 
     def resolver(self, identities: Mapping[str, ResourceIdentity]) -> Resolver:
@@ -453,6 +556,79 @@ class Template:
                 resource = self.resources.get(layer["Ref"]) or {}
                 if resource.get("Type") == "AWS::Serverless::LayerVersion":
                     yield (self.root / resource["Properties"]["ContentUri"]).resolve()
+
+    # SQS --------------------------------------------------------------------------------------------------------------
+
+    def queues(self, identities: Mapping[str, ResourceIdentity]) -> list[QueueSpec]:
+        """Every ``AWS::SQS::Queue`` with its URL (from ``identities``), visibility timeout and redrive policy."""
+        resolver = self.resolver(identities)
+        specs: list[QueueSpec] = []
+        for logical_id, resource in self.resources_of_type("AWS::SQS::Queue").items():
+            identity = identities.get(logical_id)
+            if identity is None:
+                raise TemplateError(f"queue {logical_id} does not exist locally (it is created at start)")
+            props = resolver.resolve(resource.get("Properties") or {})
+            redrive = redrive_policy(props.get("RedrivePolicy"), logical_id)
+            specs.append(
+                QueueSpec(
+                    logical_id=logical_id,
+                    url=identity.ref,
+                    arn=identity.attributes["Arn"],
+                    name=identity.attributes["QueueName"],
+                    visibility_timeout_seconds=int(props.get("VisibilityTimeout", SQS_DEFAULT_VISIBILITY_TIMEOUT)),
+                    fifo=_boolean_property(props.get("FifoQueue", False)),
+                    dead_letter_arn=str(redrive["deadLetterTargetArn"]) if redrive else None,
+                    max_receive_count=int(redrive["maxReceiveCount"]) if redrive else None,
+                )
+            )
+        return specs
+
+    def sqs_event_sources(self, identities: Mapping[str, ResourceIdentity]) -> list[SqsEventSource]:
+        """Every ``SQS`` event of every function, checked against Lambda's limits for event source mappings."""
+        queues_by_arn = {queue.arn: queue for queue in self.queues(identities)}
+        resolver = self.resolver(identities)
+        sources: list[SqsEventSource] = []
+        for function_id in self.function_ids():
+            events = self.function_properties(function_id).get("Events") or {}
+            for event_name, event in events.items():
+                if event.get("Type") != "SQS":
+                    continue
+                where = f"{function_id}.{event_name}"
+                props = resolver.resolve(event.get("Properties") or {})
+                queue = queues_by_arn.get(str(props.get("Queue")))
+                if queue is None:
+                    raise TemplateError(f"{where}: Queue {props.get('Queue')!r} is not a queue of this template")
+                if "FilterCriteria" in props:
+                    raise TemplateError(f"{where}: FilterCriteria is not supported by the local runtime")
+                batch_size = int(props.get("BatchSize", 10))
+                window = int(props.get("MaximumBatchingWindowInSeconds", 0))
+                max_batch = SQS_FIFO_MAX_BATCH_SIZE if queue.fifo else SQS_MAX_BATCH_SIZE
+                if not 1 <= batch_size <= max_batch:
+                    raise TemplateError(f"{where}: BatchSize must be between 1 and {max_batch}")
+                if not 0 <= window <= SQS_MAX_BATCHING_WINDOW_SECONDS:
+                    raise TemplateError(f"{where}: MaximumBatchingWindowInSeconds must be between 0 and 300")
+                if batch_size > SQS_FIFO_MAX_BATCH_SIZE and window == 0:
+                    # What Lambda's CreateEventSourceMapping answers.
+                    raise TemplateError(f"{where}: a BatchSize over 10 needs MaximumBatchingWindowInSeconds of 1+")
+                response_types = list(props.get("FunctionResponseTypes") or [])
+                if set(response_types) - {"ReportBatchItemFailures"}:
+                    raise TemplateError(f"{where}: FunctionResponseTypes takes only ReportBatchItemFailures")
+                scaling = props.get("ScalingConfig") or {}
+                sources.append(
+                    SqsEventSource(
+                        function_id=function_id,
+                        event_name=event_name,
+                        queue=queue,
+                        batch_size=batch_size,
+                        batching_window_seconds=window,
+                        report_batch_item_failures="ReportBatchItemFailures" in response_types,
+                        maximum_concurrency=int(scaling["MaximumConcurrency"])
+                        if "MaximumConcurrency" in scaling
+                        else None,
+                        enabled=_boolean_property(props.get("Enabled", True)),
+                    )
+                )
+        return sources
 
     # HTTP API ---------------------------------------------------------------------------------------------------------
 
@@ -520,6 +696,21 @@ class Template:
 def physical_name(logical_id: str) -> str:
     """The physical name the local stack gives a resource, e.g. ``leaderboard-local-UsersTable``."""
     return f"{STACK_NAME}-{logical_id}"
+
+
+def redrive_policy(value: Any, where: str) -> dict[str, Any] | None:
+    """A queue's ``RedrivePolicy`` (an object in templates, or its JSON text) as a dict, or None."""
+    if value is None or value == "":
+        return None
+    policy = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(policy, dict) or not {"deadLetterTargetArn", "maxReceiveCount"} <= set(policy):
+        raise TemplateError(f"{where}: RedrivePolicy needs deadLetterTargetArn and maxReceiveCount")
+    return policy
+
+
+def _boolean_property(value: Any) -> bool:
+    # CloudFormation takes true/false as booleans or as strings.
+    return value is True or str(value).lower() == "true"
 
 
 def _ref_target(value: Any) -> str | None:

@@ -2,7 +2,9 @@
 
 Without ``API_URL`` the session starts ``python -m local`` (what ``make run`` starts) on free ports, waits until it
 serves, and at the end stops it with SIGINT (Ctrl-C) and checks that it left no process behind. The runtime's output
-goes to ``.local/e2e/runtime.log`` and is shown if it fails to start or to stop.
+goes to ``.local/e2e/runtime.log`` and is shown if it fails to start or to stop. ``local_stack`` gives tests that
+need more than HTTP (moto, the Redis, the queues' URLs) the runtime's ``.local/e2e/stack.json``; it is None against a
+deployed stack.
 """
 
 import os
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from local.processes import descendants, free_port, pid_alive
+from local.services import Endpoints, read_running_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = PROJECT_ROOT / ".local" / "e2e"
@@ -95,3 +98,13 @@ def api_url() -> Iterator[str]:
     _wait_until_serving(runtime, url, log)
     yield url
     _stop_and_check_for_orphans(runtime, log)
+
+
+@pytest.fixture(scope="session")
+def local_stack(api_url: str) -> Endpoints | None:
+    """The local runtime's endpoints (moto, Redis, queue URLs by logical id), or None against ``API_URL``."""
+    if os.environ.get("API_URL"):
+        return None
+    endpoints = read_running_stack(STATE_DIR / "stack.json")
+    assert endpoints is not None, f"the local runtime serving {api_url} left no {STATE_DIR / 'stack.json'}"
+    return endpoints

@@ -10,6 +10,9 @@ import pytest
 from leaderboard import aws, signing_keys
 from local.in_process import InProcessStack, in_process_stack
 
+# The machine's Redis, in a database of the tests' own; every test uses a board of its own in it.
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
 
 class Stack:
     """The provisioned stack, with what tests need to look at or change it."""
@@ -40,7 +43,8 @@ class Stack:
 @pytest.fixture
 def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """The stack; `@pytest.mark.parametrize("stack", [300], indirect=True)` sets the extension's cache seconds."""
-    with in_process_stack(extension_cache_seconds=getattr(request, "param", 0)) as provisioned:
+    cache_seconds = getattr(request, "param", 0)
+    with in_process_stack(extension_cache_seconds=cache_seconds, redis_url=REDIS_URL) as provisioned:
         # What a warm Lambda caches per process (SDK client, keys) starts cold in every test.
         aws.dynamodb.cache_clear()
         monkeypatch.setattr(signing_keys, "keys", signing_keys.SigningKeys())

@@ -2,9 +2,11 @@
 template) and the real Redis. Every test gets a board of its own."""
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 import redis
@@ -14,9 +16,7 @@ from functions.scores import apply_scores, get_standing, get_top10, post_score, 
 from leaderboard import aws, board, scores
 from leaderboard.identity import Identity
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import Stack
-
-REDIS_URL = "redis://127.0.0.1:6379/15"
+from tests.integration.conftest import REDIS_URL, Stack
 
 
 class Game:
@@ -115,13 +115,13 @@ class Game:
 
 
 @pytest.fixture
-def game(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Game]:
+def game(stack: Stack) -> Iterator[Game]:
     name = f"test-{uuid.uuid4().hex[:12]}"
-    monkeypatch.setenv("REDIS_URL", REDIS_URL)
-    monkeypatch.setenv("BOARD_KEY", name)
     for cached in (aws.sqs, board._board, board._redis):
         cached.cache_clear()
-    yield Game(stack)
+    # patch.dict, not monkeypatch: its undo must run before the stack restores the environment it set.
+    with mock.patch.dict(os.environ, {"BOARD_KEY": name}):
+        yield Game(stack)
     client = redis.Redis.from_url(REDIS_URL)
     for key in client.scan_iter(match=f"leaderboard:{{{name}}}:*"):
         client.delete(key)
@@ -365,12 +365,10 @@ def test_redis_down_fails_fast_and_nothing_is_lost(game: Game, monkeypatch: pyte
     game.score(alice, 15)
     messages = game.receive(visibility_timeout=0)
 
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
-    with pytest.raises(board.BoardUnavailable):
-        game.deliver(messages)
+    with mock.patch.dict(os.environ, {"REDIS_URL": "redis://127.0.0.1:1/0"}), pytest.raises(board.BoardUnavailable):
+        game.deliver(messages)  # nothing listens on port 1
     assert game.total(alice) == 0, "failed before any write"
 
-    monkeypatch.setenv("REDIS_URL", REDIS_URL)
     game.drain()
     assert game.top()[0]["score"] == 15
 

@@ -209,3 +209,149 @@ def test_a_resource_whose_condition_is_false_does_not_exist(tmp_path: Path) -> N
     )
 
     assert list(Template(path).resources) == ["Kept"]
+
+
+# --- Queues, SQS event sources and placeholders ---
+
+QUEUE_URL = "http://127.0.0.1:5000/123456789012/leaderboard-local-ScoresQueue"
+DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:leaderboard-local-ScoresDeadLetterQueue"
+
+
+def queue_identity(logical_id: str) -> ResourceIdentity:
+    """What the queue provisioner returns: the URL for Ref, and Arn, QueueName, QueueUrl."""
+    name = f"leaderboard-local-{logical_id}"
+    url = f"http://127.0.0.1:5000/123456789012/{name}"
+    return ResourceIdentity(
+        url, {"Arn": f"arn:aws:sqs:us-east-1:123456789012:{name}", "QueueName": name, "QueueUrl": url}
+    )
+
+
+@pytest.fixture(scope="module")
+def with_queues(identities: dict[str, ResourceIdentity], template: Template) -> dict[str, ResourceIdentity]:
+    queues = template.resources_of_type("AWS::SQS::Queue")
+    return identities | {logical_id: queue_identity(logical_id) for logical_id in queues}
+
+
+def test_the_scores_queue_of_template_yaml_feeds_the_consumer_as_the_event_source_mapping_says(
+    template: Template, with_queues: dict[str, ResourceIdentity]
+) -> None:
+    (source,) = template.sqs_event_sources(with_queues)
+
+    assert (source.function_id, source.event_name) == ("ApplyScoresFunction", "Scores")
+    assert (source.batch_size, source.batching_window_seconds) == (10, 1)
+    assert source.report_batch_item_failures is True
+    assert (source.enabled, source.maximum_concurrency) == (True, None)
+    assert source.queue.logical_id == "ScoresQueue"
+    assert source.queue.url == QUEUE_URL
+    assert source.queue.visibility_timeout_seconds == 60
+    assert (source.queue.dead_letter_arn, source.queue.max_receive_count) == (DLQ_ARN, 5)
+    assert source.queue.fifo is False
+
+
+def test_template_yaml_queues_and_their_urls_reach_the_functions(
+    template: Template, with_queues: dict[str, ResourceIdentity]
+) -> None:
+    queues = {queue.logical_id: queue for queue in template.queues(with_queues)}
+    post_score = template.function("PostScoreFunction", with_queues)
+
+    assert set(queues) == {"ScoresQueue", "ScoresDeadLetterQueue"}
+    assert queues["ScoresDeadLetterQueue"].dead_letter_arn is None
+    assert queues["ScoresDeadLetterQueue"].visibility_timeout_seconds == 30  # SQS's default
+    assert post_score.environment["SCORES_QUEUE_URL"] == QUEUE_URL
+
+
+def test_network_and_cache_resources_get_placeholders_so_the_vpc_functions_resolve(
+    template: Template, identities: dict[str, ResourceIdentity]
+) -> None:
+    resolver = template.resolver(identities)
+    vpc_config = resolver.resolve(template.function_properties("ApplyScoresFunction")["VpcConfig"])
+    endpoint = resolver.resolve(template.resources["DynamoDbEndpoint"]["Properties"])
+    rebuild = template.function("RebuildBoardFunction", identities)
+
+    assert [subnet.split("-")[0] for subnet in vpc_config["SubnetIds"]] == ["subnet", "subnet"]
+    assert vpc_config["SubnetIds"][0] != vpc_config["SubnetIds"][1]
+    assert vpc_config["SecurityGroupIds"][0].startswith("sg-")
+    assert endpoint["VpcId"] == identities["Vpc"].ref
+    assert endpoint["VpcId"].startswith("vpc-")
+    assert identities["FunctionSecurityGroup"] == template.default_identities()["FunctionSecurityGroup"]  # stable
+    # Until the runtime points the cache at its Redis (and sets REDIS_URL itself), the endpoint resolves nowhere.
+    assert rebuild.environment["REDIS_URL"] == "rediss://leaderboard-local-boardcache.cache.invalid:6379/0"
+    assert rebuild.environment["BOARD_KEY"] == "global"
+    assert rebuild.timeout_seconds == 900
+
+
+def event_source_template(tmp_path: Path, event_properties: str, queue_properties: str = "{}") -> Template:
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        f"""
+        Resources:
+          Work:
+            Type: AWS::SQS::Queue
+            Properties: {queue_properties}
+          Consumer:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: code/
+              Handler: app.handler
+              Runtime: python3.13
+              Events:
+                Work: {{Type: SQS, Properties: {event_properties}}}
+        """
+    )
+    return Template(path)
+
+
+def identities_of(template: Template, *, fifo: bool = False) -> dict[str, ResourceIdentity]:
+    name = "leaderboard-local-Work" + (".fifo" if fifo else "")
+    arn = f"arn:aws:sqs:us-east-1:123456789012:{name}"
+    return template.default_identities() | {
+        "Work": ResourceIdentity(f"http://q/{name}", {"Arn": arn, "QueueName": name})
+    }
+
+
+def test_an_sqs_event_gets_lambdas_defaults(tmp_path: Path) -> None:
+    template = event_source_template(tmp_path, "{Queue: !GetAtt Work.Arn}")
+
+    (source,) = template.sqs_event_sources(identities_of(template))
+
+    assert (source.batch_size, source.batching_window_seconds, source.report_batch_item_failures) == (10, 0, False)
+    assert (source.queue.visibility_timeout_seconds, source.queue.dead_letter_arn) == (30, None)
+
+
+def test_an_sqs_event_reads_enabled_scaling_and_a_redrive_policy_given_as_json_text(tmp_path: Path) -> None:
+    template = event_source_template(
+        tmp_path,
+        "{Queue: !GetAtt Work.Arn, BatchSize: 100, MaximumBatchingWindowInSeconds: 5, Enabled: false,"
+        " ScalingConfig: {MaximumConcurrency: 2}}",
+        """{VisibilityTimeout: "7", RedrivePolicy: '{"deadLetterTargetArn": "arn:dlq", "maxReceiveCount": "3"}'}""",
+    )
+
+    (source,) = template.sqs_event_sources(identities_of(template))
+
+    assert (source.batch_size, source.batching_window_seconds) == (100, 5)
+    assert (source.enabled, source.maximum_concurrency) == (False, 2)
+    assert (source.queue.visibility_timeout_seconds, source.queue.max_receive_count) == (7, 3)
+    assert source.queue.dead_letter_arn == "arn:dlq"
+
+
+@pytest.mark.parametrize(
+    ("event_properties", "queue_properties", "message"),
+    [
+        ("{Queue: arn:aws:sqs:us-east-1:123456789012:elsewhere}", "{}", "not a queue of this template"),
+        ("{Queue: !GetAtt Work.Arn, BatchSize: 11}", "{}", "needs MaximumBatchingWindowInSeconds"),
+        ("{Queue: !GetAtt Work.Arn, BatchSize: 0}", "{}", "BatchSize must be between 1 and 10000"),
+        ("{Queue: !GetAtt Work.Arn, BatchSize: 20, MaximumBatchingWindowInSeconds: 1}", "{FifoQueue: true}", "and 10"),
+        ("{Queue: !GetAtt Work.Arn, MaximumBatchingWindowInSeconds: 301}", "{}", "between 0 and 300"),
+        ("{Queue: !GetAtt Work.Arn, FunctionResponseTypes: [Nope]}", "{}", "only ReportBatchItemFailures"),
+        ("{Queue: !GetAtt Work.Arn, FilterCriteria: {Filters: []}}", "{}", "FilterCriteria is not supported"),
+        ("{Queue: !GetAtt Work.Arn}", "{RedrivePolicy: {maxReceiveCount: 3}}", "needs deadLetterTargetArn"),
+    ],
+)
+def test_an_sqs_event_lambda_would_refuse_is_a_clear_error(
+    tmp_path: Path, event_properties: str, queue_properties: str, message: str
+) -> None:
+    template = event_source_template(tmp_path, event_properties, queue_properties)
+    fifo = "FifoQueue" in queue_properties
+
+    with pytest.raises(TemplateError, match=message):
+        template.sqs_event_sources(identities_of(template, fifo=fifo))
