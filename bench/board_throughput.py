@@ -1,9 +1,9 @@
 """What the board's guarantees cost in Redis: the project's write and read paths beside plain redis-py doing the least
 that could pass for the same job, on the same Redis, side by side in one run.
 
-Writes. `Board.set_totals` is the consumer's exactly-once apply: per score event one call of the version-gated Lua
-script (read the player's version and member, drop the old member, ZADD the new one, store version and name), sent
-as the consumer sends them: one pipeline per batch of 10 players' totals. The baseline is a pipeline of 10 plain
+Writes. `Board.set_totals` is the consumer's exactly-once apply: one call of the version-gated Lua script per batch
+of 10 players' totals, as the consumer sends them (per player: read its version and member, drop the old member,
+ZADD the new one, store version and name). The baseline is a pipeline of 10 plain
 ZINCRBY (redis-py, no versions, no tie order, no names): what a board that trusts its input to arrive exactly once
 would send. Both get the same stream of score events (PLAYERS players, 10 distinct players per batch, each
 player's version rising by one per event) onto an empty board of their own; figure: events per second.

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
 
 from functions.login import authorize, login, logout, refresh_token, register
 from leaderboard import login_throttle, signing_keys
@@ -209,17 +208,9 @@ def test_an_ipv6_host_is_counted_by_its_slash_64(stack: Stack, monkeypatch: pyte
 
 
 def test_parallel_guesses_cannot_slip_past_the_limit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    # DynamoDB applies each write's condition atomically; moto's in-process backend does not serialize threads,
-    # so a lock restores that one property. The attempt is reserved before the password check: with the old
-    # read-then-count design, parallel guesses passed the check together even with this lock.
-    serialized = threading.Lock()
-    real_transact = DynamoDBBackend.transact_write_items
-
-    def atomic_transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-        with serialized:
-            real_transact(self, transact_items)
-
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", atomic_transact)
+    # Each attempt is reserved, in one conditional write, before its password check; DynamoDB applies the
+    # condition atomically (the in-process stack serializes moto's DynamoDB requests to match). With the old
+    # read-then-count design, parallel guesses passed the check together.
     sign_up()
     monkeypatch.setattr(login_throttle, "clock", lambda: 1_800_000_000.0)
     start = threading.Barrier(8)
