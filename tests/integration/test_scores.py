@@ -3,6 +3,7 @@ template) and the real Redis. Every test gets a board of its own."""
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -484,3 +485,68 @@ def test_when_sqs_refuses_nothing_is_recorded_and_a_retry_succeeds(game: Game, m
     assert game.post(alice, body)[0] == 202
     game.drain()
     assert game.total(alice) == 33
+
+
+def test_a_score_stranded_by_a_crash_before_sqs_is_queued_again_by_a_retry(
+    game: Game, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = game.player("alice")
+    action_id = game.action(alice)
+    body = {"user_id": alice.user_id, "score": 77, "action_id": action_id}
+
+    def crash(**kwargs: Any) -> None:
+        raise SystemExit("the function died after its transaction, before SendMessage")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(aws.sqs(), "send_message", crash)
+        with pytest.raises(SystemExit):
+            game.post(alice, body)
+    assert game.post(alice, body)[0] == 409, "too early to tell a crash from a request in flight"
+    actions = game.stack.physical_id("ActionsTable")
+    accepted_at = game.stack.dynamodb.get_item(TableName=actions, Key={"action_id": {"S": action_id}})["Item"][
+        "accepted_at"
+    ]["N"]
+    game.stack.dynamodb.update_item(
+        TableName=actions,
+        Key={"action_id": {"S": action_id}},
+        UpdateExpression="SET accepted_at = :earlier",
+        ExpressionAttributeValues={":earlier": {"N": str(int(accepted_at) - scores.STRANDED_AFTER_MS)}},
+    )
+
+    assert game.post(alice, {**body, "score": 78})[0] == 409, "only the same score"
+    assert game.post(alice, body)[0] == 202
+    assert game.post(alice, body)[0] == 202, "a second retry queues it again: the consumer applies it once"
+    game.drain()
+
+    assert game.total(alice) == 77
+    assert game.post(alice, body)[0] == 409, "applied: scored once"
+
+
+def test_rebuilds_running_while_scores_arrive_converge_to_the_ledger(game: Game) -> None:
+    players = [game.player(f"c{index}") for index in range(5)]
+    expected = dict.fromkeys((player.user_id for player in players), 0)
+    stop = threading.Event()
+    rebuilds = 0
+
+    def keep_rebuilding() -> None:
+        nonlocal rebuilds
+        while not stop.is_set():
+            rebuild_board.lambda_handler({}, FakeLambdaContext())
+            rebuilds += 1
+
+    rebuilder = threading.Thread(target=keep_rebuilding)
+    rebuilder.start()
+    try:
+        for round_ in range(4):
+            for index, player in enumerate(players):
+                points = 10 * index + round_ + 1
+                game.score(player, points)
+                expected[player.user_id] += points
+            game.drain()
+    finally:
+        stop.set()
+        rebuilder.join()
+
+    assert rebuilds > 0
+    assert {entry["user_id"]: entry["score"] for entry in game.top()} == expected
+    assert all(game.total(player) == expected[player.user_id] for player in players)

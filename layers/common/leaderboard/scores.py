@@ -26,6 +26,9 @@ from leaderboard.problems import Conflict, Forbidden, NotFound, ServiceUnavailab
 
 # The largest total a player can hold. Redis keeps scores as doubles, exact up to 2^53 (about 9.007e15).
 MAX_TOTAL = 10**15
+# An accepted score still unapplied after this long was never queued: its request died between the transaction and
+# SendMessage (three times PostScoreFunction's timeout). A retry then queues it again instead of answering 409.
+STRANDED_AFTER_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ def accept(caller: Identity, user_id: str, action_id: str, score: int) -> Accept
     except client.exceptions.TransactionCanceledException as exc:
         codes, items = _cancellation(exc.response)
         if codes[0] == "ConditionalCheckFailed":
+            stranded = _stranded(items[0], caller, score, now_ms)
+            if stranded is not None:
+                _send(stranded)  # the consumer applies it once, even if the first send did happen
+                return stranded
             _refuse(items[0], caller, score, now_ms)
         if codes[1] == "ConditionalCheckFailed":
             raise UnprocessableContent(f"This score would take your total past {MAX_TOTAL}.") from None
@@ -113,6 +120,18 @@ def _refuse(action: dict[str, Any] | None, caller: Identity, score: int, now_ms:
         raise UnprocessableContent(f"The score must be a whole number from 1 to {max_score}.")
 
 
+def _stranded(action: dict[str, Any] | None, caller: Identity, score: int, now_ms: int) -> AcceptedScore | None:
+    """The score this action accepted, if it is the same score by the same player and was never applied."""
+    if action is None or action["user_id"]["S"] != caller.user_id or "applied_at" in action:
+        return None
+    if action.get("score", {}).get("N") != str(score):
+        return None
+    accepted_at_ms = int(action["accepted_at"]["N"])
+    if now_ms - accepted_at_ms < STRANDED_AFTER_MS:
+        return None
+    return AcceptedScore(action["action_id"]["S"], caller.user_id, caller.display_name, score, accepted_at_ms)
+
+
 def _action(action_id: str) -> dict[str, Any] | None:
     response = dynamodb().get_item(
         TableName=settings.actions_table, Key={"action_id": {"S": action_id}}, ConsistentRead=True
@@ -120,10 +139,14 @@ def _action(action_id: str) -> dict[str, Any] | None:
     return response.get("Item")
 
 
+def _send(accepted: AcceptedScore) -> None:
+    sqs().send_message(QueueUrl=settings.scores_queue_url, MessageBody=json.dumps(asdict(accepted)))
+
+
 def _enqueue(accepted: AcceptedScore) -> None:
     """Send the accepted score to the consumer; if SQS fails, take the acceptance back so the client can retry."""
     try:
-        sqs().send_message(QueueUrl=settings.scores_queue_url, MessageBody=json.dumps(asdict(accepted)))
+        _send(accepted)
     except Exception as exc:
         dynamodb().update_item(
             TableName=settings.actions_table,
