@@ -1,7 +1,8 @@
 """The ScoresQueue consumer: applies accepted scores to the totals exactly once, then to the board.
 
-Redis down: the batch fails at once, before any write, and SQS keeps every message. A message that can never
-be applied fails alone (partial batch response) and reaches the dead-letter queue after its last receive.
+The totals in DynamoDB are written first: they are the ledger. Redis down: the batch then fails (within a second)
+and SQS delivers it again; the redelivered scores are already counted and only go to the board. A message that can
+never be applied fails alone (partial batch response) and reaches the dead-letter queue after its last receive.
 """
 
 from typing import Any
@@ -21,8 +22,6 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    the_board = board()
-    the_board.ensure_reachable()
     players: set[str] = set()
 
     def apply(record: SQSRecord) -> None:
@@ -31,6 +30,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         players.add(accepted.user_id)
 
     response = process_partial_response(event=event, record_handler=apply, processor=processor, context=context)
-    scores.publish(the_board, players)
+    scores.publish(board(), players)
     logger.info("batch applied", extra={"records": len(event["Records"]), "players": len(players)})
     return dict(response)

@@ -50,8 +50,9 @@ def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
         raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.") from None
 
 
-@http.endpoint
 def _accept(event: http.Event, context: Any = None) -> http.Response:
+    # Problems are raised, not returned: Powertools then keeps no record, so only an accepted score (202) is
+    # replayed for its key, and a refusal or a 503 can be retried with the same key.
     caller = http.caller(event)
     body = http.parse_body(event, PostScoreBody)
     accepted = scores.accept(caller, body.user_id, body.action_id, body.score)

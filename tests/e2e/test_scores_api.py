@@ -104,6 +104,8 @@ def test_the_contract_over_http(api_url: str) -> None:
     assert alice.post(10, action_id, user_id=bob.user_id).status_code == 403
     assert alice.post(10, "no-such-action").status_code == 404
     assert alice.post(1001, action_id).status_code == 422
+    assert alice.post(0, action_id).status_code == 422
+    assert alice.post(-5, action_id).status_code == 422
     assert alice.post(1000, action_id).status_code == 202
     assert alice.post(1000, action_id).status_code == 409
     assert standing(api_url, uuid.uuid4().hex).status_code == 404

@@ -254,6 +254,7 @@ def test_a_score_that_would_pass_the_cap_is_422(game: Game) -> None:
         Item={
             "user_id": {"S": alice.user_id},
             "total_score": {"N": str(scores.MAX_TOTAL - 5)},
+            "accepted_total": {"N": str(scores.MAX_TOTAL - 5)},
             "version": {"N": "1"},
             "display_name": {"S": "Alice"},
         },
@@ -361,17 +362,26 @@ def test_a_poison_message_fails_alone_and_reaches_the_dead_letter_queue(game: Ga
     assert [message["Body"] for message in dead] == ['{"not": "a score"}']
 
 
-def test_redis_down_fails_fast_and_nothing_is_lost(game: Game, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redis_down_fails_the_batch_and_nothing_is_lost(game: Game) -> None:
     alice = game.player("alice")
     game.score(alice, 15)
     messages = game.receive(visibility_timeout=0)
 
     with mock.patch.dict(os.environ, {"REDIS_URL": "redis://127.0.0.1:1/0"}), pytest.raises(board.BoardUnavailable):
         game.deliver(messages)  # nothing listens on port 1
-    assert game.total(alice) == 0, "failed before any write"
+    assert game.total(alice) == 15, "the ledger is written first"
+    assert len(game.receive(visibility_timeout=0)) == 1, "the message waits in the queue"
 
-    game.drain()
+    game.drain()  # Redis is back: the redelivery is already counted, and reaches the board
+    assert game.total(alice) == 15
     assert game.top()[0]["score"] == 15
+
+
+def test_reads_answer_503_while_redis_is_down(game: Game) -> None:
+    with mock.patch.dict(os.environ, {"REDIS_URL": "redis://127.0.0.1:1/0"}):
+        response = get_top10.lambda_handler(load_event("get_top10"), FakeLambdaContext())
+    assert response["statusCode"] == 503
+    assert response["headers"]["Retry-After"] == "1"
 
 
 def test_scores_applied_out_of_order_keep_the_latest_moment(game: Game) -> None:
@@ -550,3 +560,52 @@ def test_rebuilds_running_while_scores_arrive_converge_to_the_ledger(game: Game)
     assert rebuilds > 0
     assert {entry["user_id"]: entry["score"] for entry in game.top()} == expected
     assert all(game.total(player) == expected[player.user_id] for player in players)
+
+
+def test_scores_still_in_the_queue_count_against_the_cap(game: Game) -> None:
+    alice = game.player("alice")
+    game.stack.dynamodb.put_item(
+        TableName=game.stack.physical_id("PlayerTotalsTable"),
+        Item={"user_id": {"S": alice.user_id}, "accepted_total": {"N": str(scores.MAX_TOTAL - 5)}},
+    )
+    first, second = game.action(alice), game.action(alice)
+
+    assert game.post(alice, {"user_id": alice.user_id, "score": 5, "action_id": first})[0] == 202
+    assert game.post(alice, {"user_id": alice.user_id, "score": 5, "action_id": second})[0] == 422
+
+
+def test_a_503_is_not_replayed_for_its_idempotency_key(game: Game, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = game.player("alice")
+    body = {"user_id": alice.user_id, "score": 12, "action_id": game.action(alice)}
+
+    def refuse(**kwargs: Any) -> None:
+        raise ConnectionError("SQS is unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(aws.sqs(), "send_message", refuse)
+        assert game.post(alice, body, key="k-503")[0] == 503
+
+    assert game.post(alice, body, key="k-503")[0] == 202
+    assert game.post(alice, body, key="k-503")[0] == 202, "the success is what is replayed"
+    game.drain()
+    assert game.total(alice) == 12
+
+
+def test_a_send_that_failed_but_was_delivered_and_applied_stays_accepted(
+    game: Game, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = game.player("alice")
+    body = {"user_id": alice.user_id, "score": 300, "action_id": game.action(alice)}
+    real_send = aws.sqs().send_message
+
+    def delivered_then_failed(**kwargs: Any) -> None:
+        real_send(**kwargs)
+        game.drain()  # the consumer applies it before the client's answer is even decided
+        raise ConnectionError("the answer from SQS was lost")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(aws.sqs(), "send_message", delivered_then_failed)
+        assert game.post(alice, body)[0] == 202
+
+    assert game.total(alice) == 300
+    assert game.post(alice, body)[0] == 409

@@ -18,6 +18,7 @@ from typing import Any, cast
 import redis
 
 from leaderboard.config import settings
+from leaderboard.problems import ServiceUnavailable
 
 # Millisecond timestamps below this (the year 2286) fit in 13 digits.
 MAX_MS = 10**13 - 1
@@ -70,6 +71,7 @@ local current = redis.call('HGET', KEYS[2], ARGV[1])
 if not current then return false end
 local member = string.sub(current, string.find(current, '|', 1, true) + 1)
 local rank = redis.call('ZREVRANK', KEYS[1], member)
+if not rank then return false end
 local first = math.max(rank - tonumber(ARGV[2]), 0)
 local entries = redis.call('ZREVRANGE', KEYS[1], first, rank + tonumber(ARGV[2]), 'WITHSCORES')
 return {rank, first, entries, names_of(entries)}
@@ -99,8 +101,11 @@ class Standing:
         return {"user_id": self.user_id, "user_name": self.user_name, "rank": self.rank, "score": self.score}
 
 
-class BoardUnavailable(Exception):
-    """Redis could not be reached; the caller should fail fast and let the work be retried."""
+class BoardUnavailable(ServiceUnavailable):
+    """Redis could not be reached: readers get 503, the consumer fails its batch for SQS to deliver again."""
+
+    def __init__(self) -> None:
+        super().__init__("The leaderboard is unavailable for a moment; try again shortly.", retry_after=1)
 
 
 @cache
@@ -119,13 +124,6 @@ class Board:
         self._set_totals = client.register_script(_SET_TOTALS)
         self._top = client.register_script(_TOP)
         self._standing = client.register_script(_STANDING)
-
-    def ensure_reachable(self) -> None:
-        """Raise BoardUnavailable unless Redis answers."""
-        try:
-            self._client.ping()
-        except redis.RedisError as exc:
-            raise BoardUnavailable from exc
 
     def set_totals(self, totals: Iterable[PlayerTotal]) -> int:
         """Write absolute totals, each applied only if its version is newer than the board's; one round trip.

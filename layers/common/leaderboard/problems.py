@@ -86,3 +86,6 @@ class ServiceUnavailable(Problem):
     status = 503
     title = "Service unavailable"
     slug = "service-unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})

@@ -13,6 +13,7 @@ two writes, a duplicate, or a rebuild racing the consumer all converge to the le
 
 import json
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -61,50 +62,65 @@ def accept(caller: Identity, user_id: str, action_id: str, score: int) -> Accept
     if not 1 <= score <= MAX_TOTAL:
         _refuse(_action(action_id), caller, score, now_ms)  # 404 and 409 come before 422
     client = dynamodb()
-    try:
-        client.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": settings.actions_table,
-                        "Key": {"action_id": {"S": action_id}},
-                        "UpdateExpression": "SET score = :score, accepted_at = :now REMOVE purge_at",
-                        "ConditionExpression": (
-                            "user_id = :user AND attribute_not_exists(score) AND expires_at > :now_s"
-                            " AND max_score >= :score"
-                        ),
-                        "ExpressionAttributeValues": {
-                            ":score": {"N": str(score)},
-                            ":now": {"N": str(now_ms)},
-                            ":now_s": {"N": str(now_ms // 1000)},
-                            ":user": {"S": user_id},
-                        },
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
-                {
-                    "ConditionCheck": {
-                        "TableName": settings.player_totals_table,
-                        "Key": {"user_id": {"S": user_id}},
-                        "ConditionExpression": "attribute_not_exists(total_score) OR total_score <= :room",
-                        "ExpressionAttributeValues": {":room": {"N": str(MAX_TOTAL - score)}},
-                    }
-                },
-            ]
-        )
-    except client.exceptions.TransactionCanceledException as exc:
-        codes, items = _cancellation(exc.response)
-        if codes[0] == "ConditionalCheckFailed":
-            stranded = _stranded(items[0], caller, score, now_ms)
-            if stranded is not None:
-                _send(stranded)  # the consumer applies it once, even if the first send did happen
-                return stranded
-            _refuse(items[0], caller, score, now_ms)
-        if codes[1] == "ConditionalCheckFailed":
-            raise UnprocessableContent(f"This score would take your total past {MAX_TOTAL}.") from None
-        raise ServiceUnavailable("The action is being scored by another request; try again.") from None
+    # One token for every attempt: if DynamoDB applied it but the answer was lost, botocore's retry is a no-op.
+    token = uuid.uuid4().hex
+    for attempt in range(_CONFLICT_RETRIES):
+        try:
+            client.transact_write_items(TransactItems=_acceptance(accepted), ClientRequestToken=token)
+            break
+        except client.exceptions.TransactionCanceledException as exc:
+            codes, items = _cancellation(exc.response)
+            if codes[0] == "ConditionalCheckFailed":
+                stranded = _stranded(items[0], caller, score, now_ms)
+                if stranded is not None:
+                    _send(stranded)  # the consumer applies it once, even if the first send did happen
+                    return stranded
+                _refuse(items[0], caller, score, now_ms)
+            if codes[1] == "ConditionalCheckFailed":
+                raise UnprocessableContent(f"This score would take your total past {MAX_TOTAL}.") from None
+            if attempt + 1 == _CONFLICT_RETRIES:  # the same items kept being written by others
+                raise ServiceUnavailable("The score could not be recorded yet; try again.", retry_after=1) from None
     _enqueue(accepted)
     return accepted
+
+
+# Transactions touching the same items at once are cancelled (TransactionConflict); a retry usually goes through.
+_CONFLICT_RETRIES = 3
+
+
+def _acceptance(accepted: AcceptedScore) -> Any:
+    """The action takes the score; the player's accepted total (applied or still queued) stays within MAX_TOTAL."""
+    return [
+        {
+            "Update": {
+                "TableName": settings.actions_table,
+                "Key": {"action_id": {"S": accepted.action_id}},
+                "UpdateExpression": "SET score = :score, accepted_at = :now REMOVE purge_at",
+                "ConditionExpression": (
+                    "user_id = :user AND attribute_not_exists(score) AND expires_at > :now_s AND max_score >= :score"
+                ),
+                "ExpressionAttributeValues": {
+                    ":score": {"N": str(accepted.score)},
+                    ":now": {"N": str(accepted.accepted_at_ms)},
+                    ":now_s": {"N": str(accepted.accepted_at_ms // 1000)},
+                    ":user": {"S": accepted.user_id},
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        },
+        {
+            "Update": {
+                "TableName": settings.player_totals_table,
+                "Key": {"user_id": {"S": accepted.user_id}},
+                "UpdateExpression": "ADD accepted_total :score",
+                "ConditionExpression": "attribute_not_exists(accepted_total) OR accepted_total <= :room",
+                "ExpressionAttributeValues": {
+                    ":score": {"N": str(accepted.score)},
+                    ":room": {"N": str(MAX_TOTAL - accepted.score)},
+                },
+            }
+        },
+    ]
 
 
 def _refuse(action: dict[str, Any] | None, caller: Identity, score: int, now_ms: int) -> None:
@@ -148,17 +164,43 @@ def _enqueue(accepted: AcceptedScore) -> None:
     try:
         _send(accepted)
     except Exception as exc:
-        dynamodb().update_item(
-            TableName=settings.actions_table,
-            Key={"action_id": {"S": accepted.action_id}},
-            UpdateExpression="REMOVE score, accepted_at SET purge_at = expires_at + :purge",
-            ConditionExpression="accepted_at = :accepted",
-            ExpressionAttributeValues={
-                ":accepted": {"N": str(accepted.accepted_at_ms)},
-                ":purge": {"N": str(PURGE_AFTER_SECONDS)},
-            },
+        if _take_back(accepted):
+            raise ServiceUnavailable("The score could not be queued; nothing was recorded. Try again.") from exc
+        # The send did go through and the consumer already applied it: the score is accepted after all.
+
+
+def _take_back(accepted: AcceptedScore) -> bool:
+    """Undo an acceptance that was never queued; False if the consumer applied it meanwhile (it was queued)."""
+    client = dynamodb()
+    try:
+        client.transact_write_items(
+            ClientRequestToken=uuid.uuid4().hex,
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": settings.actions_table,
+                        "Key": {"action_id": {"S": accepted.action_id}},
+                        "UpdateExpression": "REMOVE score, accepted_at SET purge_at = expires_at + :purge",
+                        "ConditionExpression": "accepted_at = :accepted AND attribute_not_exists(applied_at)",
+                        "ExpressionAttributeValues": {
+                            ":accepted": {"N": str(accepted.accepted_at_ms)},
+                            ":purge": {"N": str(PURGE_AFTER_SECONDS)},
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": settings.player_totals_table,
+                        "Key": {"user_id": {"S": accepted.user_id}},
+                        "UpdateExpression": "ADD accepted_total :minus",
+                        "ExpressionAttributeValues": {":minus": {"N": str(-accepted.score)}},
+                    }
+                },
+            ],
         )
-        raise ServiceUnavailable("The score could not be queued; nothing was recorded. Try again.") from exc
+    except client.exceptions.TransactionCanceledException:
+        return False
+    return True
 
 
 # --- applying ------------------------------------------------------------------------------------------------------
@@ -183,7 +225,10 @@ def commit(accepted: AcceptedScore) -> None:
     action never accepted this score."""
     client = dynamodb()
     try:
-        client.transact_write_items(TransactItems=[_mark_applied(accepted), _add_to_total(accepted, in_order=True)])
+        client.transact_write_items(
+            TransactItems=[_mark_applied(accepted), _add_to_total(accepted, in_order=True)],
+            ClientRequestToken=uuid.uuid4().hex,  # a retried call after a lost answer is a no-op
+        )
     except client.exceptions.TransactionCanceledException as exc:
         codes, items = _cancellation(exc.response)
         if codes[0] == "ConditionalCheckFailed":
@@ -193,7 +238,8 @@ def commit(accepted: AcceptedScore) -> None:
         if codes[1] == "ConditionalCheckFailed":
             # A later score of this player was applied first (SQS does not keep order): add, keep its moment.
             client.transact_write_items(
-                TransactItems=[_mark_applied(accepted), _add_to_total(accepted, in_order=False)]
+                TransactItems=[_mark_applied(accepted), _add_to_total(accepted, in_order=False)],
+                ClientRequestToken=uuid.uuid4().hex,
             )
             return
         raise
