@@ -115,6 +115,10 @@ class Game:
         return int(item["total_score"]["N"]) if item else 0
 
 
+def sqs_unreachable(**kwargs: Any) -> None:
+    raise ConnectionError("SQS is unreachable")
+
+
 @pytest.fixture
 def game(stack: Stack) -> Iterator[Game]:
     name = f"test-{uuid.uuid4().hex[:12]}"
@@ -483,11 +487,8 @@ def test_when_sqs_refuses_nothing_is_recorded_and_a_retry_succeeds(game: Game, m
     action_id = game.action(alice)
     body = {"user_id": alice.user_id, "score": 33, "action_id": action_id}
 
-    def refuse(**kwargs: Any) -> None:
-        raise ConnectionError("SQS is unreachable")
-
     with monkeypatch.context() as patch:
-        patch.setattr(aws.sqs(), "send_message", refuse)
+        patch.setattr(aws.sqs(), "send_message", sqs_unreachable)
         status, problem = game.post(alice, body)
 
     assert (status, problem["status"]) == (503, 503)
@@ -578,11 +579,8 @@ def test_a_503_is_not_replayed_for_its_idempotency_key(game: Game, monkeypatch: 
     alice = game.player("alice")
     body = {"user_id": alice.user_id, "score": 12, "action_id": game.action(alice)}
 
-    def refuse(**kwargs: Any) -> None:
-        raise ConnectionError("SQS is unreachable")
-
     with monkeypatch.context() as patch:
-        patch.setattr(aws.sqs(), "send_message", refuse)
+        patch.setattr(aws.sqs(), "send_message", sqs_unreachable)
         assert game.post(alice, body, key="k-503")[0] == 503
 
     assert game.post(alice, body, key="k-503")[0] == 202
