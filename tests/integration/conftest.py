@@ -1,7 +1,15 @@
 """The integration tier: real handlers in-process against the stack in this process (moto's `mock_aws`, tables
-and secret built from template.yaml, the signing key served by the emulated Secrets extension)."""
+and secret built from template.yaml, the signing key served by the emulated Secrets extension); and, for the
+local runtime's own tests, `python -m local` as a real process (`runtime`, on each module's `project`)."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -9,6 +17,8 @@ import pytest
 
 from leaderboard import aws, signing_keys
 from local.in_process import InProcessStack, in_process_stack
+from local.processes import descendants, free_port, pid_alive
+from local.services import Endpoints
 
 # The machine's Redis, in a database of the tests' own; every test uses a board of its own in it.
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -25,11 +35,8 @@ class Stack:
     def physical_id(self, logical_id: str) -> str:
         return self._stack.physical_id(logical_id)
 
-    def table(self, logical_id: str) -> str:
-        return self._stack.physical_id(logical_id)
-
     def items(self, logical_id: str) -> list[dict[str, Any]]:
-        return list(self.dynamodb.scan(TableName=self.table(logical_id))["Items"])
+        return list(self.dynamodb.scan(TableName=self.physical_id(logical_id))["Items"])
 
     def rotate_signing_key(self) -> signing_keys.SigningKey:
         """Put a new current version of the signing key, as a rotation would, and return it."""
@@ -50,3 +57,69 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         monkeypatch.setattr(signing_keys, "keys", signing_keys.SigningKeys())
         yield Stack(provisioned)
     aws.dynamodb.cache_clear()
+
+
+# --- the local runtime as a real process (tests/integration/test_local_*.py) ---------------------------------------
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Runtime:
+    process: subprocess.Popen[bytes]
+    url: str
+    state_dir: Path
+    log: Path
+    project: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def endpoints(self) -> Endpoints:
+        return Endpoints.from_json((self.state_dir / "stack.json").read_text())
+
+
+def start_runtime(project: Path, state_dir: Path) -> Runtime:
+    port = free_port()
+    log = project / "runtime.log"
+    environment = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    environment |= {"LOCAL_API_PORT": str(port), "LOCAL_STATE_DIR": str(state_dir)}
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "local", "--template", str(project / "template.yaml")],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    runtime = Runtime(process, f"http://127.0.0.1:{port}", state_dir, log, project)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, runtime.output()
+        if (state_dir / "stack.json").exists():
+            return runtime
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    pytest.fail(f"the runtime did not start:\n{runtime.output()}")
+
+
+def stop_and_check_nothing_is_left(runtime: Runtime, signal_number: int) -> None:
+    children = descendants(runtime.process.pid)
+    runtime.process.send_signal(signal_number)
+    assert runtime.process.wait(timeout=30) == 0, runtime.output()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in children):
+        time.sleep(0.1)
+    assert [pid for pid in children if pid_alive(pid)] == [], runtime.output()
+    assert not (runtime.state_dir / "stack.json").exists()
+    assert "Stopped." in runtime.output()
+
+
+@pytest.fixture
+def runtime(project: Path, tmp_path: Path) -> Iterator[Runtime]:
+    running = start_runtime(project, tmp_path / "state")
+    yield running
+    if running.process.poll() is None:  # the test failed before stopping it
+        running.process.send_signal(signal.SIGINT)
+        running.process.wait(timeout=30)

@@ -239,7 +239,7 @@ def test_a_weak_stored_hash_is_upgraded_at_login(stack: Stack) -> None:
     sign_up()
     weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
     stack.dynamodb.update_item(
-        TableName=stack.table("UsersTable"),
+        TableName=stack.physical_id("UsersTable"),
         Key={"username_key": {"S": "alice"}},
         UpdateExpression="SET password_hash = :weak",
         ExpressionAttributeValues={":weak": {"S": weak}},
@@ -324,7 +324,7 @@ def test_an_expired_family_cannot_be_refreshed(stack: Stack) -> None:
     sign_up()
     pair = log_in()[1]
     stack.dynamodb.update_item(
-        TableName=stack.table("TokenFamiliesTable"),
+        TableName=stack.physical_id("TokenFamiliesTable"),
         Key={"family_id": {"S": pair["refresh_token"].split(".")[0]}},
         UpdateExpression="SET expires_at = :past",
         ExpressionAttributeValues={":past": {"N": "1"}},

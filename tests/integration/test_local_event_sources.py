@@ -21,7 +21,7 @@ import redis
 
 from local.processes import stop_process
 from local.services import aws_session, start_redis
-from tests.integration.test_local_runtime import PROJECT_ROOT, Runtime, start_runtime, stop_and_check_nothing_is_left
+from tests.integration.conftest import PROJECT_ROOT, Runtime, stop_and_check_nothing_is_left
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -153,15 +153,6 @@ def write_project(root: Path) -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return write_project(tmp_path / "project")
-
-
-@pytest.fixture
-def runtime(project: Path, tmp_path: Path) -> Iterator[Runtime]:
-    running = start_runtime(project, tmp_path / "state")
-    yield running
-    if running.process.poll() is None:  # the test failed before stopping it
-        running.process.send_signal(signal.SIGINT)
-        running.process.wait(timeout=30)
 
 
 @pytest.fixture

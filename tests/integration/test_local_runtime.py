@@ -12,8 +12,6 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +19,8 @@ import pytest
 import requests
 
 from local.processes import descendants, free_port, pid_alive
-from local.services import Endpoints, aws_session
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from local.services import aws_session
+from tests.integration.conftest import PROJECT_ROOT, Runtime, stop_and_check_nothing_is_left
 
 TEMPLATE = """
 Transform: AWS::Serverless-2016-10-31
@@ -140,21 +137,6 @@ def lambda_handler(event, context):
 """
 
 
-@dataclass
-class Runtime:
-    process: subprocess.Popen[bytes]
-    url: str
-    state_dir: Path
-    log: Path
-    project: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def endpoints(self) -> Endpoints:
-        return Endpoints.from_json((self.state_dir / "stack.json").read_text())
-
-
 def write_project(root: Path) -> Path:
     (root / "code").mkdir(parents=True)
     (root / "layer").mkdir()
@@ -165,31 +147,6 @@ def write_project(root: Path) -> Path:
     (root / "events").mkdir()
     (root / "events" / "get_item.json").write_text(json.dumps({"pathParameters": {"id": "item-1"}}))
     return root / "template.yaml"
-
-
-def start_runtime(project: Path, state_dir: Path) -> Runtime:
-    port = free_port()
-    log = project / "runtime.log"
-    environment = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    environment |= {"LOCAL_API_PORT": str(port), "LOCAL_STATE_DIR": str(state_dir)}
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "local", "--template", str(project / "template.yaml")],
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    runtime = Runtime(process, f"http://127.0.0.1:{port}", state_dir, log, project)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, runtime.output()
-        if (state_dir / "stack.json").exists():
-            return runtime
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    pytest.fail(f"the runtime did not start:\n{runtime.output()}")
 
 
 def call(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
@@ -212,18 +169,6 @@ def invoke(project: Path, state_dir: Path, *arguments: str, marker: str = "") ->
     )
 
 
-def stop_and_check_nothing_is_left(runtime: Runtime, signal_number: int) -> None:
-    children = descendants(runtime.process.pid)
-    runtime.process.send_signal(signal_number)
-    assert runtime.process.wait(timeout=30) == 0, runtime.output()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(pid_alive(pid) for pid in children):
-        time.sleep(0.1)
-    assert [pid for pid in children if pid_alive(pid)] == [], runtime.output()
-    assert not (runtime.state_dir / "stack.json").exists()
-    assert "Stopped." in runtime.output()
-
-
 def processes_with_marker(marker: str) -> list[int]:
     found = []
     for environ in Path("/proc").glob("[0-9]*/environ"):
@@ -238,15 +183,6 @@ def processes_with_marker(marker: str) -> list[int]:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return write_project(tmp_path / "project").parent
-
-
-@pytest.fixture
-def runtime(project: Path, tmp_path: Path) -> Iterator[Runtime]:
-    running = start_runtime(project, tmp_path / "state")
-    yield running
-    if running.process.poll() is None:  # the test failed before stopping it
-        running.process.send_signal(signal.SIGINT)
-        running.process.wait(timeout=30)
 
 
 def test_the_runtime_serves_the_template_and_stops_on_ctrl_c_leaving_nothing(runtime: Runtime, project: Path) -> None:

@@ -164,7 +164,7 @@ def test_an_expired_token_is_refused_after_the_leeway() -> None:
 
 def test_a_token_issued_in_the_future_is_refused() -> None:
     now = int(time.time())
-    assert refused(forge(claims(iat=now + 120, exp=now + 720))) in {"ImmatureSignatureError", "issued in the future"}
+    assert refused(forge(claims(iat=now + 120, exp=now + 720))) == "ImmatureSignatureError"
 
 
 @pytest.mark.parametrize(("claim", "value"), [("iss", "urn:someone-else"), ("aud", "another-api")])

@@ -79,8 +79,6 @@ def verify_access_token(token: str, keys: SigningKeys, issuer: str, audience: st
         raise InvalidToken("expired") from None
     except (jwt.InvalidTokenError, ValueError) as exc:
         raise InvalidToken(type(exc).__name__) from None
-    if claims["iat"] > time.time() + LEEWAY_SECONDS:
-        raise InvalidToken("issued in the future")
     subject, username, name = claims["sub"], claims.get("username"), claims.get("name")
     if not (_text(subject) and _text(username) and _text(name)):
         raise InvalidToken("bad subject")
