@@ -18,15 +18,16 @@ PIP_QUIET := --quiet --disable-pip-version-check
 # This machine's pip config names local wheel folders that may be absent; their warnings are noise.
 PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
-.PHONY: help run invoke rebuild test lint typecheck unit integration template e2e bench clean
+.PHONY: help run invoke rebuild demo test lint typecheck unit integration template e2e bench clean
 
 help:
-	@echo "make run                              start the whole stack locally (HTTP API on http://127.0.0.1:3000)"
+	@echo "make run                              start the whole stack locally (page and API on :3000, WebSocket on :3001)"
 	@echo "make invoke FN=<LogicalId> EVENT=events/<file>.json   run one function on one event (no Docker)"
 	@echo "make rebuild                          restore the board in Redis from DynamoDB (local stack, or REDIS_URL)"
+	@echo "make demo [PLAYERS=12] [MINUTES=3]    simulated players on the running stack (watch http://127.0.0.1:3000/)"
 	@echo "make test                             lint, types, unit, integration, template checks, e2e"
 	@echo "make bench                            benchmarks -> bench/results.json, BENCHMARKS.md (BENCH_PLAYERS=N for a quick run)"
-	@echo "make e2e API_URL=https://...          the e2e suite against a deployed stack"
+	@echo "make e2e API_URL=https://... WS_URL=wss://...  the e2e suite against a deployed stack"
 
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
 	@echo "==> Setting up $(VENV) with $$($(PYTHON) --version) and the dev dependencies (first run takes about a minute)"
@@ -53,6 +54,10 @@ invoke: $(VENV)/.installed
 rebuild: $(VENV)/.installed
 	@$(PY) -m local.invoke RebuildBoardFunction events/rebuild_board.json
 
+# Simulated players on the running stack (`make run` in another terminal; API_URL=... for a deployed one).
+demo: $(VENV)/.installed
+	@$(PY) -m scripts.demo $(if $(PLAYERS),--players $(PLAYERS)) $(if $(MINUTES),--minutes $(MINUTES))
+
 lint: $(VENV)/.installed
 	@echo "==> ruff"
 	@$(VENV)/bin/ruff check .
@@ -60,7 +65,7 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	@echo "==> mypy"
-	@$(VENV)/bin/mypy layers/common/leaderboard functions local
+	@$(VENV)/bin/mypy layers/common/leaderboard functions local scripts
 
 unit: $(VENV)/.installed
 	@echo "==> unit tests"
@@ -80,8 +85,17 @@ template: $(TOOLS)/.installed
 	@test -f .aws-sam/build/CommonLayer/python/leaderboard/__init__.py || { echo "layer layout is wrong"; exit 1; }
 	@echo "sam build: ok (.aws-sam/build; log in build/sam-build.log)"
 
+# The browser test drives Debian's Chromium (no `playwright install`); CHROMIUM=<path> to use another build.
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+$(CHROMIUM):
+	@echo "==> Installing Debian's chromium package for the browser test"
+	@command -v apt-get >/dev/null || { echo "no apt-get: install Chromium and run make e2e CHROMIUM=<its path>"; exit 1; }
+	@SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+
 # Without API_URL the suite starts the local runtime itself (the same `python -m local` that `make run` starts).
-e2e: $(VENV)/.installed
+e2e: $(VENV)/.installed $(CHROMIUM)
 	@echo "==> e2e tests against $${API_URL:-the local runtime}"
 	@$(PY) -m pytest tests/e2e -q
 

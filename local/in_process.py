@@ -8,22 +8,34 @@ the runtime's server (local.moto_server): concurrent requests are atomic as on A
 
 Nothing polls the queues here: a test receives the messages itself and calls the consumer with
 `local.event_sources.sqs_event(messages, queue_arn)`, the event Lambda would build.
+
+With `websocket=True` the template's WebSocket API and its @connections endpoint are served too, from a thread, on a
+free port (`ws_url`, `connections_url`); its routes call the handlers in this process, and the functions' environment
+points at it wherever the template names the deployed API (CONNECTIONS_ENDPOINT).
 """
 
+import asyncio
+import importlib
+import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
 from moto import mock_aws
 
 from local import moto_server, secrets_extension
-from local.services import cache_identities, provision
-from local.template import ResourceIdentity, Template
+from local.services import cache_identities, local_url, provision
+from local.template import FunctionSpec, ResourceIdentity, Template, TemplateError
+from local.websocket import WebSocketGateway, local_urls, serve_in_thread
+from local.worker import LambdaContext
+from local.workers import FunctionError, Invocation
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -48,6 +60,9 @@ class InProcessStack:
     dynamodb: "DynamoDBClient"
     secretsmanager: "SecretsManagerClient"
     sqs: "SQSClient"
+    # Where the WebSocket API and its @connections endpoint listen (with `websocket=True`, else "").
+    ws_url: str = ""
+    connections_url: str = ""
 
     def physical_id(self, logical_id: str) -> str:
         """The table name, secret ARN, queue URL... that `Ref` gives for a resource."""
@@ -58,32 +73,92 @@ class InProcessStack:
         return self.identities[logical_id].attributes["Arn"]
 
 
+class InProcessFunctions:
+    """Invokes the template's handlers in this process, each call in a thread (an `Invoker`, as the workers are).
+
+    A handler is imported as the package its CodeUri names: `functions/live/` + `open_connection.lambda_handler` is
+    `functions.live.open_connection`, the module tests import. Events and results go through JSON, as with Lambda.
+    """
+
+    def __init__(self, template: Template, identities: Mapping[str, ResourceIdentity]) -> None:
+        self._template = template
+        self._identities = identities
+        self._specs: dict[str, FunctionSpec] = {}
+
+    def _spec(self, function_id: str) -> FunctionSpec:
+        if function_id not in self._specs:
+            self._specs[function_id] = self._template.function(function_id, self._identities)
+        return self._specs[function_id]
+
+    def handler(self, function_id: str) -> Callable[[Any, Any], Any]:
+        """The handler function of a function of the template."""
+        spec = self._spec(function_id)
+        package = ".".join(spec.code_dir.relative_to(self._template.root).parts)
+        module_name, _, name = spec.handler.rpartition(".")
+        module = importlib.import_module(f"{package}.{module_name}" if package else module_name)
+        handler: Callable[[Any, Any], Any] = getattr(module, name)
+        return handler
+
+    async def invoke(self, function_id: str, event: Any) -> Invocation:
+        """Call one function with `event` and return what it returned or raised."""
+        spec = self._spec(function_id)
+        request_id = str(uuid.uuid4())
+        context = LambdaContext(request_id, int((time.time() + spec.timeout_seconds) * 1000), spec.arn)
+        context.function_name = spec.name
+        try:
+            handler = self.handler(function_id)
+            result = await asyncio.to_thread(handler, json.loads(json.dumps(event)), context)
+            return Invocation(result=json.loads(json.dumps(result)), request_id=request_id)
+        except Exception as exc:
+            return Invocation(error=FunctionError(type(exc).__name__, str(exc)), request_id=request_id)
+
+
 @contextmanager
 def in_process_stack(
-    template_path: Path = TEMPLATE, extension_cache_seconds: float = 0, redis_url: str | None = None
+    template_path: Path = TEMPLATE,
+    extension_cache_seconds: float = 0,
+    redis_url: str | None = None,
+    websocket: bool = False,
 ) -> Iterator[InProcessStack]:
     """Provision the template in `mock_aws` and set the environment the functions would see; undo both after.
 
     `extension_cache_seconds` is the emulated extension's cache (the real one keeps a secret 300 s by default).
     `redis_url` is the Redis the functions get (REDIS_URL, as the local runtime gives its own Redis to every function).
+    `websocket` serves the template's WebSocket API too; leaving the stack closes its connections ($disconnect runs).
     Callers reset what the functions cache per process (SDK clients, keys) so each use starts cold.
     """
     environment = {key: value for key, value in os.environ.items() if key != "AWS_ENDPOINT_URL"} | _FAKE_AWS
     # Handlers called from several threads at once get DynamoDB's atomicity, as from moto's server in `make run`.
     moto_server.install()
-    with mock.patch.dict(os.environ, environment, clear=True), mock_aws():
+    with mock.patch.dict(os.environ, environment, clear=True), mock_aws(), ExitStack() as running:
         template = Template(template_path)
         identities = provision(template, boto3.session.Session(), None)
         if redis_url:
             identities |= cache_identities(template, redis_url)
+        extension = running.enter_context(
+            secrets_extension.serve(session_token=SESSION_TOKEN, cache_ttl_seconds=extension_cache_seconds)
+        )
+        rewrites: dict[str, str] = {}
+        ws_url = connections_url = ""
+        if websocket:
+            api = template.websocket_api(identities)
+            if api is None:
+                raise TemplateError(f"{template.path.name} has no WebSocket API")
+            gateway = WebSocketGateway(api, InProcessFunctions(template, identities), say=lambda _: None)
+            port = running.enter_context(serve_in_thread(gateway))
+            rewrites = local_urls(api, "127.0.0.1", port)
+            ws_url, connections_url = f"ws://127.0.0.1:{port}/{api.stage}", f"http://127.0.0.1:{port}/{api.stage}"
         for function_id in template.function_ids():
-            os.environ.update(template.function(function_id, identities).environment)
+            variables = template.function(function_id, identities).environment
+            os.environ.update({name: local_url(value, rewrites) for name, value in variables.items()})
         if redis_url:
             os.environ["REDIS_URL"] = redis_url
-        with secrets_extension.serve(
-            session_token=SESSION_TOKEN, cache_ttl_seconds=extension_cache_seconds
-        ) as extension:
-            os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
-            yield InProcessStack(
-                identities, boto3.client("dynamodb"), boto3.client("secretsmanager"), boto3.client("sqs")
-            )
+        os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
+        yield InProcessStack(
+            identities,
+            boto3.client("dynamodb"),
+            boto3.client("secretsmanager"),
+            boto3.client("sqs"),
+            ws_url=ws_url,
+            connections_url=connections_url,
+        )

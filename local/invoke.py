@@ -28,6 +28,7 @@ from local.services import (
     state_dir,
 )
 from local.template import Template, TemplateError
+from local.websocket import local_urls, websocket_address
 from local.workers import FunctionPool, Invocation, lambda_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,10 @@ def run(template: Template, function_id: str, event: Any) -> Invocation:
     services = LocalServices(template, state_dir(template), log, clear_redis=False)
     try:
         endpoints = services.start()
+        websocket_api = template.websocket_api(endpoints.identities)
+        if websocket_api is not None:
+            # No WebSocket API runs here, but a post to it must fail locally rather than reach AWS.
+            endpoints.url_rewrites |= local_urls(websocket_api, *websocket_address())
         return asyncio.run(invoke_once(template, function_id, event, endpoints))
     finally:
         services.stop()

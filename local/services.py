@@ -64,11 +64,20 @@ class Endpoints:
     # Queue URL by logical id (also in ``identities``; here for tests, benchmarks and scripts to find them).
     queue_urls: dict[str, str] = field(default_factory=dict)
     api_url: str = ""
+    # The WebSocket API (clients connect to ws_url) and its @connections endpoint, when the template has one.
+    ws_url: str = ""
+    connections_url: str = ""
+    # A deployed API's address -> its local twin (e.g. https://{api-id}.execute-api... -> http://127.0.0.1:3001).
+    url_rewrites: dict[str, str] = field(default_factory=dict)
     pid: int = 0
 
     def to_json(self) -> str:
         """The state file's content."""
         return json.dumps(asdict(self), indent=2)
+
+    def local_url(self, value: str) -> str:
+        """``value`` with a deployed API's address replaced by the local one serving that API (else unchanged)."""
+        return local_url(value, self.url_rewrites)
 
     @classmethod
     def from_json(cls, text: str) -> Endpoints:
@@ -76,6 +85,14 @@ class Endpoints:
         data = json.loads(text)
         data["identities"] = {key: ResourceIdentity(**value) for key, value in data.get("identities", {}).items()}
         return cls(**data)
+
+
+def local_url(value: str, rewrites: Mapping[str, str]) -> str:
+    """``value`` with the first matching deployed address (a key of ``rewrites``) replaced by its local twin."""
+    for deployed, local in rewrites.items():
+        if value == deployed or value.startswith(f"{deployed}/"):
+            return local + value[len(deployed) :]
+    return value
 
 
 def state_dir(template: Template) -> Path:

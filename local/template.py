@@ -3,8 +3,10 @@
 The loader understands the short intrinsic tags (``!Ref``, ``!Sub``...), the resolver evaluates the intrinsics
 against parameter defaults, conditions, mappings, pseudo parameters and the physical identities of the resources,
 and the ``Template`` class turns the result into plain specs: functions with their merged Globals, HTTP routes,
-authorizers, queues and the SQS event sources that feed functions. Resources with no meaning on one machine
-(VPC, subnets, security groups, ElastiCache...) get placeholder identities so the intrinsics naming them resolve.
+authorizers, queues, the SQS event sources that feed functions, and the WebSocket API (raw ``AWS::ApiGatewayV2``
+resources: routes, integrations, the ``$connect`` authorizer, route responses, the stage). Resources with no meaning on
+one machine (VPC, subnets, security groups, ElastiCache...) get placeholder identities so the intrinsics naming them
+resolve.
 """
 
 from __future__ import annotations
@@ -170,6 +172,87 @@ class SqsEventSource:
     enabled: bool = True
 
 
+@dataclass(frozen=True)
+class WebSocketAuthorizer:
+    """An ``AWS::ApiGatewayV2::Authorizer`` of a WebSocket API: a Lambda REQUEST authorizer (only ``$connect`` has one).
+
+    ``identity_sources`` are API Gateway's expressions, e.g. ``route.request.querystring.token``; when one of them is
+    missing or empty, API Gateway answers 401 without calling the function.
+    """
+
+    logical_id: str
+    name: str
+    function_id: str
+    identity_sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WebSocketRoute:
+    """One ``AWS::ApiGatewayV2::Route`` with its Lambda proxy integration.
+
+    ``function_id`` is None for a route without an integration. ``route_response`` says whether the integration's
+    answer goes back to the sender (a ``RouteResponse`` exists for the route: two-way), else it is dropped.
+    """
+
+    route_key: str
+    function_id: str | None
+    authorizer: WebSocketAuthorizer | None = None
+    route_response: bool = False
+    timeout_ms: int = 29_000
+
+
+@dataclass(frozen=True)
+class WebSocketApiSpec:
+    """An ``AWS::ApiGatewayV2::Api`` with ``ProtocolType: WEBSOCKET``, as deployed to its one stage."""
+
+    logical_id: str
+    api_id: str
+    name: str
+    stage: str
+    route_selection_expression: str
+    routes: dict[str, WebSocketRoute]
+    stage_variables: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """What clients connect to on AWS: ``wss://{api-id}.execute-api.{region}.amazonaws.com/{stage}``."""
+        return f"{websocket_endpoint(self.api_id)}/{self.stage}"
+
+    @property
+    def connections_url(self) -> str:
+        """The @connections (management) API on AWS: ``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``."""
+        return f"{execute_api_endpoint(self.api_id)}/{self.stage}"
+
+    @property
+    def route_selection_path(self) -> tuple[str, ...]:
+        """The fields of the JSON body that select a route: ``$request.body.action`` -> ``("action",)``."""
+        return tuple(self.route_selection_expression.split(".")[2:])
+
+    def route_arn(self, route_key: str) -> str:
+        """The ARN API Gateway names a route by in authorizer events (``methodArn``) and checks policies against."""
+        return f"arn:{PARTITION}:execute-api:{REGION}:{ACCOUNT_ID}:{self.api_id}/{self.stage}/{route_key}"
+
+
+# API Gateway's integration timeout for WebSocket APIs: 50 ms to 29 s, 29 s by default.
+WEBSOCKET_MIN_TIMEOUT_MS = 50
+WEBSOCKET_MAX_TIMEOUT_MS = 29_000
+# Where a WebSocket authorizer may take its identity from (``context.*`` variables are not emulated).
+_IDENTITY_SOURCE = re.compile(r"^(route\.request\.header|route\.request\.querystring|stageVariables)\.(.+)$")
+# A Lambda integration or authorizer names its function in an API Gateway invocation URI (or, for Lambda proxy
+# integrations, directly by ARN).
+_LAMBDA_INVOCATION_URI = re.compile(r"^arn:[^:]+:apigateway:[^:]+:lambda:path/[^/]+/functions/(.+)/invocations$")
+
+
+def execute_api_endpoint(api_id: str) -> str:
+    """``https://{api-id}.execute-api.{region}.amazonaws.com``: an API's address on AWS."""
+    return f"https://{api_id}.execute-api.{REGION}.{URL_SUFFIX}"
+
+
+def websocket_endpoint(api_id: str) -> str:
+    """``wss://{api-id}.execute-api.{region}.amazonaws.com``: a WebSocket API's ``ApiEndpoint``."""
+    return f"wss://{api_id}.execute-api.{REGION}.{URL_SUFFIX}"
+
+
 # Lambda's limits for SQS event source mappings.
 SQS_MAX_BATCH_SIZE = 10_000
 SQS_FIFO_MAX_BATCH_SIZE = 10
@@ -193,6 +276,17 @@ _PLACEHOLDER_IDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "AWS::EC2::NatGateway": ("nat", ("NatGatewayId",)),
     "AWS::EC2::EIP": ("eipalloc", ("AllocationId",)),
     "AWS::EC2::NetworkAcl": ("acl", ("Id",)),
+}
+# API Gateway's own resources: the length of the id API Gateway would give one, and the attributes that are that id.
+# A stage is named by its StageName instead.
+_API_GATEWAY_V2_IDS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "AWS::ApiGatewayV2::Api": (10, ("ApiId",)),
+    "AWS::ApiGatewayV2::Authorizer": (6, ("AuthorizerId",)),
+    "AWS::ApiGatewayV2::Integration": (7, ("IntegrationId",)),
+    "AWS::ApiGatewayV2::IntegrationResponse": (6, ("IntegrationResponseId",)),
+    "AWS::ApiGatewayV2::Route": (7, ("RouteId",)),
+    "AWS::ApiGatewayV2::RouteResponse": (6, ("RouteResponseId",)),
+    "AWS::ApiGatewayV2::Deployment": (6, ("DeploymentId",)),
 }
 # ElastiCache resources: the ARN's resource kind and the endpoint attributes the type has.
 CACHE_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -226,6 +320,17 @@ def _placeholder_identity(logical_id: str, resource_type: str) -> ResourceIdenti
     # Stable across runs, shaped like EC2's ids (17 hex digits).
     physical_id = f"{prefix}-{hashlib.sha256(logical_id.encode()).hexdigest()[:17]}"
     return ResourceIdentity(physical_id, dict.fromkeys(id_attributes, physical_id))
+
+
+def _api_gateway_identity(logical_id: str, resource_type: str, props: Mapping[str, Any]) -> ResourceIdentity:
+    length, id_attributes = _API_GATEWAY_V2_IDS[resource_type]
+    # Stable across runs, shaped like API Gateway's ids (lowercase letters and digits).
+    physical_id = hashlib.sha256(f"{resource_type}/{logical_id}".encode()).hexdigest()[:length]
+    attributes = dict.fromkeys(id_attributes, physical_id)
+    if resource_type == "AWS::ApiGatewayV2::Api":
+        websocket = str(props.get("ProtocolType", "")).upper() == "WEBSOCKET"
+        attributes["ApiEndpoint"] = websocket_endpoint(physical_id) if websocket else execute_api_endpoint(physical_id)
+    return ResourceIdentity(physical_id, attributes)
 
 
 # --- Resolver ---
@@ -508,6 +613,12 @@ class Template:
                 case "AWS::Serverless::LayerVersion":
                     arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT_ID}:layer:{physical_name(logical_id)}:1"
                     identities[logical_id] = ResourceIdentity(arn, {"Arn": arn})
+                case kind if kind in _API_GATEWAY_V2_IDS:
+                    identities[logical_id] = _api_gateway_identity(logical_id, kind, props)
+                case "AWS::ApiGatewayV2::Stage":
+                    # A stage's Ref is its name (a literal or a parameter in any template worth serving).
+                    stage_name = str(Resolver(self.document, {}, self.parameter_overrides).resolve(props["StageName"]))
+                    identities[logical_id] = ResourceIdentity(stage_name)
                 case kind if kind in _PLACEHOLDER_IDS:
                     identities[logical_id] = _placeholder_identity(logical_id, kind)
                 case kind if kind in CACHE_TYPES:
@@ -691,6 +802,159 @@ class Template:
                     ttl_seconds=int(identity.get("ReauthorizeEvery", 0)),
                 )
         return authorizers
+
+    # WebSocket API ----------------------------------------------------------------------------------------------------
+
+    def websocket_api(self, identities: Mapping[str, ResourceIdentity]) -> WebSocketApiSpec | None:
+        """The template's WebSocket API (raw ``AWS::ApiGatewayV2`` resources), or None if it has none.
+
+        Only what runs on one machine is accepted: Lambda proxy integrations, Lambda REQUEST authorizers, one stage.
+        Anything else is a TemplateError rather than an API that silently behaves differently from AWS.
+        """
+        if self.resources_of_type("AWS::Serverless::WebSocketApi"):
+            raise TemplateError("AWS::Serverless::WebSocketApi is not served locally; use AWS::ApiGatewayV2 resources")
+        resolver = self.resolver(identities)
+        apis = {
+            logical_id: resolver.resolve(resource.get("Properties") or {})
+            for logical_id, resource in self.resources_of_type("AWS::ApiGatewayV2::Api").items()
+        }
+        websocket_apis = {
+            logical_id: props
+            for logical_id, props in apis.items()
+            if str(props.get("ProtocolType", "")).upper() == "WEBSOCKET"
+        }
+        if not websocket_apis:
+            return None
+        if len(websocket_apis) > 1:
+            raise TemplateError(f"the local runtime serves one WebSocket API, not {', '.join(websocket_apis)}")
+        (logical_id, props), *_ = websocket_apis.items()
+        api_id = identities[logical_id].ref
+
+        def parts(resource_type: str) -> dict[str, dict[str, Any]]:
+            # The resources of this API, resolved, by logical id.
+            found: dict[str, dict[str, Any]] = {}
+            for part_id, resource in self.resources_of_type(resource_type).items():
+                part = resolver.resolve(resource.get("Properties") or {})
+                if part.get("ApiId") == api_id:
+                    found[part_id] = part
+            return found
+
+        functions = self._functions_by_arn(identities)
+        integrations = {
+            identities[part_id].ref: self._websocket_integration(part_id, part, functions)
+            for part_id, part in parts("AWS::ApiGatewayV2::Integration").items()
+        }
+        authorizers = {
+            identities[part_id].ref: self._websocket_authorizer(part_id, part, functions)
+            for part_id, part in parts("AWS::ApiGatewayV2::Authorizer").items()
+        }
+        answered = {part.get("RouteId") for part in parts("AWS::ApiGatewayV2::RouteResponse").values()}
+        routes: dict[str, WebSocketRoute] = {}
+        for part_id, part in parts("AWS::ApiGatewayV2::Route").items():
+            route = self._websocket_route(part_id, part, integrations, authorizers, identities[part_id].ref in answered)
+            if route.route_key in routes:
+                raise TemplateError(f"{part_id}: route {route.route_key} is defined twice")
+            routes[route.route_key] = route
+        stages = parts("AWS::ApiGatewayV2::Stage")
+        if len(stages) != 1:
+            raise TemplateError(f"{logical_id}: a WebSocket API is served locally with one stage, not {len(stages)}")
+        (stage,) = stages.values()
+        return WebSocketApiSpec(
+            logical_id=logical_id,
+            api_id=api_id,
+            name=str(props.get("Name", logical_id)),
+            stage=str(stage["StageName"]),
+            route_selection_expression=_checked_route_selection(
+                str(props.get("RouteSelectionExpression", "")), logical_id
+            ),
+            routes=routes,
+            stage_variables={key: str(value) for key, value in (stage.get("StageVariables") or {}).items()},
+        )
+
+    def _functions_by_arn(self, identities: Mapping[str, ResourceIdentity]) -> dict[str, str]:
+        return {
+            identities[function_id].attributes["Arn"]: function_id
+            for function_id in self.function_ids()
+            if function_id in identities
+        }
+
+    @staticmethod
+    def _invoked_function(uri: Any, functions: Mapping[str, str], where: str) -> str:
+        found = _LAMBDA_INVOCATION_URI.match(str(uri))
+        function_id = functions.get(found.group(1) if found else str(uri))
+        if function_id is None:
+            raise TemplateError(f"{where}: {uri!r} does not invoke a function of this template")
+        return function_id
+
+    @classmethod
+    def _websocket_integration(
+        cls, logical_id: str, props: Mapping[str, Any], functions: Mapping[str, str]
+    ) -> tuple[str, int]:
+        if props.get("IntegrationType") != "AWS_PROXY":
+            raise TemplateError(f"{logical_id}: only AWS_PROXY (Lambda proxy) integrations are served locally")
+        timeout_ms = int(props.get("TimeoutInMillis", WEBSOCKET_MAX_TIMEOUT_MS))
+        if not WEBSOCKET_MIN_TIMEOUT_MS <= timeout_ms <= WEBSOCKET_MAX_TIMEOUT_MS:
+            raise TemplateError(f"{logical_id}: TimeoutInMillis must be between 50 and 29000 for a WebSocket API")
+        return cls._invoked_function(props.get("IntegrationUri"), functions, logical_id), timeout_ms
+
+    @classmethod
+    def _websocket_authorizer(
+        cls, logical_id: str, props: Mapping[str, Any], functions: Mapping[str, str]
+    ) -> WebSocketAuthorizer:
+        if props.get("AuthorizerType") != "REQUEST":
+            raise TemplateError(f"{logical_id}: a WebSocket API's authorizer is a Lambda REQUEST authorizer")
+        sources = props.get("IdentitySource") or []
+        # A list in CloudFormation; API Gateway's own API also takes one comma-separated string.
+        expressions = [part.strip() for source in _as_strings(sources) for part in source.split(",") if part.strip()]
+        for expression in expressions:
+            if not _IDENTITY_SOURCE.match(expression):
+                raise TemplateError(f"{logical_id}: identity source {expression!r} is not served locally")
+        return WebSocketAuthorizer(
+            logical_id=logical_id,
+            name=str(props.get("Name", logical_id)),
+            function_id=cls._invoked_function(props.get("AuthorizerUri"), functions, logical_id),
+            identity_sources=tuple(expressions),
+        )
+
+    @staticmethod
+    def _websocket_route(
+        logical_id: str,
+        props: Mapping[str, Any],
+        integrations: Mapping[str, tuple[str, int]],
+        authorizers: Mapping[str, WebSocketAuthorizer],
+        route_response: bool,
+    ) -> WebSocketRoute:
+        route_key = str(props["RouteKey"])
+        target = props.get("Target")
+        integration: tuple[str | None, int] = (None, WEBSOCKET_MAX_TIMEOUT_MS)
+        if target is not None:
+            integration_id = str(target).removeprefix("integrations/")
+            if integration_id not in integrations:
+                raise TemplateError(f"{logical_id}: Target {target!r} is not an integration of this API")
+            integration = integrations[integration_id]
+        authorization = str(props.get("AuthorizationType", "NONE"))
+        authorizer: WebSocketAuthorizer | None = None
+        if authorization == "CUSTOM":
+            if route_key != "$connect":
+                raise TemplateError(f"{logical_id}: only $connect can have an authorizer in a WebSocket API")
+            authorizer = authorizers.get(str(props.get("AuthorizerId")))
+            if authorizer is None:
+                raise TemplateError(f"{logical_id}: AuthorizerId is not an authorizer of this API")
+        elif authorization != "NONE":
+            raise TemplateError(f"{logical_id}: AuthorizationType {authorization} is not served locally")
+        function_id, timeout_ms = integration
+        return WebSocketRoute(route_key, function_id, authorizer, route_response, timeout_ms)
+
+
+def _checked_route_selection(expression: str, where: str) -> str:
+    # What the runtime can evaluate: a field of the JSON body, e.g. $request.body.action or $request.body.a.b.
+    if not re.fullmatch(r"\$request\.body(\.[A-Za-z0-9_\-]+)+", expression):
+        raise TemplateError(f"{where}: RouteSelectionExpression {expression!r} is not served locally")
+    return expression
+
+
+def _as_strings(value: Any) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else [str(value)]
 
 
 def physical_name(logical_id: str) -> str:

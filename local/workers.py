@@ -69,7 +69,8 @@ class Invoker(Protocol):
 
 def lambda_environment(spec: FunctionSpec, endpoints: Endpoints) -> dict[str, str]:
     """The environment a worker runs with: the template's variables, Lambda's own, and the local services'."""
-    environment = dict(spec.environment)
+    # A variable naming a deployed API (CONNECTIONS_ENDPOINT: the WebSocket API's @connections) names the local one.
+    environment = {name: endpoints.local_url(value) for name, value in spec.environment.items()}
     environment.update(
         {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),

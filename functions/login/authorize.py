@@ -9,9 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leaderboard import signing_keys
-from leaderboard.config import settings
-from leaderboard.tokens import InvalidToken, bearer_token, verify_access_token
+from leaderboard.tokens import InvalidToken, bearer_token, verify_caller
 
 logger = Logger()
 
@@ -20,9 +18,7 @@ logger = Logger()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     authorization = (event.get("headers") or {}).get("authorization", "")
     try:
-        identity = verify_access_token(
-            bearer_token(authorization), signing_keys.keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience
-        )
+        identity = verify_caller(bearer_token(authorization))
     except InvalidToken as refused:
         logger.info("access token refused", extra={"reason": refused.reason})
         return {"isAuthorized": False}

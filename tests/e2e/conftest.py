@@ -1,4 +1,5 @@
-"""The e2e harness: ``api_url`` is ``API_URL`` (a deployed stack) or, without it, the local runtime.
+"""The e2e harness: ``api_url`` is ``API_URL`` (a deployed stack) or, without it, the local runtime; ``ws_url`` is
+``WS_URL`` (the deployed stack's ``WebSocketUrl`` output) or the local runtime's WebSocket API.
 
 Without ``API_URL`` the session starts ``python -m local`` (what ``make run`` starts) on free ports, waits until it
 serves, and at the end stops it with SIGINT (Ctrl-C) and checks that it left no process behind. The runtime's output
@@ -83,7 +84,11 @@ def api_url() -> Iterator[str]:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     log = STATE_DIR / "runtime.log"
     port = free_port()
-    environment = os.environ | {"LOCAL_API_PORT": str(port), "LOCAL_STATE_DIR": str(STATE_DIR)}
+    environment = os.environ | {
+        "LOCAL_API_PORT": str(port),
+        "LOCAL_WS_PORT": str(free_port()),
+        "LOCAL_STATE_DIR": str(STATE_DIR),
+    }
     with log.open("wb") as output:
         runtime = subprocess.Popen(
             [sys.executable, "-m", "local"],
@@ -108,3 +113,18 @@ def local_stack(api_url: str) -> Endpoints | None:
     endpoints = read_running_stack(STATE_DIR / "stack.json")
     assert endpoints is not None, f"the local runtime serving {api_url} left no {STATE_DIR / 'stack.json'}"
     return endpoints
+
+
+@pytest.fixture(scope="session")
+def ws_url(api_url: str, local_stack: Endpoints | None) -> str:
+    """URL of the WebSocket API under test, with its stage (``wss://.../live``, locally ``ws://127.0.0.1:.../live``).
+
+    Connect with ``?token=<access token>`` appended.
+    """
+    deployed = os.environ.get("WS_URL")
+    if deployed:
+        return deployed.rstrip("/")
+    if local_stack is None:
+        pytest.fail("API_URL names a deployed stack: set WS_URL to its WebSocketUrl output too", pytrace=False)
+    assert local_stack.ws_url, f"the local runtime serving {api_url} serves no WebSocket API (see its stack.json)"
+    return local_stack.ws_url

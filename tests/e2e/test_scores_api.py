@@ -28,7 +28,8 @@ class Player:
         tokens = self.http.post(
             f"{self.base_url}/v1/login", json={"username": self.username, "password": PASSWORD}, timeout=30
         ).json()
-        self.http.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        self.access_token = str(tokens["access_token"])
+        self.http.headers["Authorization"] = f"Bearer {self.access_token}"
 
     def start(self) -> str:
         response = self.http.post(f"{self.base_url}/v1/actions", json={"type": "match"}, timeout=30)

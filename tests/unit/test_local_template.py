@@ -235,10 +235,12 @@ def with_queues(identities: dict[str, ResourceIdentity], template: Template) -> 
 def test_the_scores_queue_of_template_yaml_feeds_the_consumer_as_the_event_source_mapping_says(
     template: Template, with_queues: dict[str, ResourceIdentity]
 ) -> None:
-    (source,) = template.sqs_event_sources(with_queues)
+    sources = {source.function_id: source for source in template.sqs_event_sources(with_queues)}
+    source = sources["ApplyScoresFunction"]
 
-    assert (source.function_id, source.event_name) == ("ApplyScoresFunction", "Scores")
-    assert (source.batch_size, source.batching_window_seconds) == (10, 1)
+    assert set(sources) == {"ApplyScoresFunction", "PublishBoardFunction", "PostToConnectionsFunction"}
+    assert source.event_name == "Scores"
+    assert (source.batch_size, source.batching_window_seconds) == (10, 0)
     assert source.report_batch_item_failures is True
     assert (source.enabled, source.maximum_concurrency) == (True, None)
     assert source.queue.logical_id == "ScoresQueue"
@@ -254,19 +256,19 @@ def test_template_yaml_queues_and_their_urls_reach_the_functions(
     queues = {queue.logical_id: queue for queue in template.queues(with_queues)}
     post_score = template.function("PostScoreFunction", with_queues)
 
-    assert set(queues) == {"ScoresQueue", "ScoresDeadLetterQueue"}
+    assert set(queues) == {"ScoresQueue", "ScoresDeadLetterQueue", "BoardChangesQueue", "FanoutQueue"}
     assert queues["ScoresDeadLetterQueue"].dead_letter_arn is None
     assert queues["ScoresDeadLetterQueue"].visibility_timeout_seconds == 30  # SQS's default
     assert post_score.environment["SCORES_QUEUE_URL"] == QUEUE_URL
 
 
 def test_network_and_cache_resources_get_placeholders_so_the_vpc_functions_resolve(
-    template: Template, identities: dict[str, ResourceIdentity]
+    template: Template, identities: dict[str, ResourceIdentity], with_queues: dict[str, ResourceIdentity]
 ) -> None:
     resolver = template.resolver(identities)
     vpc_config = resolver.resolve(template.function_properties("ApplyScoresFunction")["VpcConfig"])
     endpoint = resolver.resolve(template.resources["DynamoDbEndpoint"]["Properties"])
-    rebuild = template.function("RebuildBoardFunction", identities)
+    rebuild = template.function("RebuildBoardFunction", with_queues)
 
     assert [subnet.split("-")[0] for subnet in vpc_config["SubnetIds"]] == ["subnet", "subnet"]
     assert vpc_config["SubnetIds"][0] != vpc_config["SubnetIds"][1]

@@ -7,7 +7,10 @@ SDK (the authorizer) never pay its ~200 ms import.
 from functools import cache
 from typing import TYPE_CHECKING
 
+from leaderboard.config import settings
+
 if TYPE_CHECKING:
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
@@ -22,7 +25,23 @@ def dynamodb() -> "DynamoDBClient":
 
 @cache
 def sqs() -> "SQSClient":
-    """The SQS client."""
+    """The SQS client, with short timeouts: a send sits on a request's or a consumer's path."""
     import boto3  # deferred on purpose, see the module docstring
+    from botocore.config import Config
 
-    return boto3.client("sqs")
+    return boto3.client("sqs", config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}))
+
+
+@cache
+def connections_api(max_connections: int) -> "ApiGatewayManagementApiClient":
+    """The WebSocket API's @connections client, with a connection pool for `max_connections` parallel posts."""
+    import boto3  # deferred on purpose, see the module docstring
+    from botocore.config import Config
+
+    config = Config(
+        max_pool_connections=max_connections,
+        connect_timeout=1,
+        read_timeout=2,
+        retries={"mode": "standard", "max_attempts": 3},  # throttling (LimitExceeded) and 5xx, with backoff
+    )
+    return boto3.client("apigatewaymanagementapi", endpoint_url=settings.connections_endpoint, config=config)

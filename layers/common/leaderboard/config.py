@@ -69,6 +69,23 @@ class Settings:
         return _require("BOARD_KEY")
 
     @property
+    def connections_table(self) -> str:
+        return _require("CONNECTIONS_TABLE")
+
+    @property
+    def connections_endpoint(self) -> str:
+        # The WebSocket API's @connections endpoint: https://{api-id}.execute-api.{region}.amazonaws.com/{stage}
+        return _require("CONNECTIONS_ENDPOINT")
+
+    @property
+    def board_changes_queue_url(self) -> str:
+        return _require("BOARD_CHANGES_QUEUE_URL")
+
+    @property
+    def fanout_queue_url(self) -> str:
+        return _require("FANOUT_QUEUE_URL")
+
+    @property
     def secrets_extension_port(self) -> int:
         # The AWS Parameters and Secrets Lambda Extension listens on this port (its own default is 2773).
         return int(os.environ.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773"))

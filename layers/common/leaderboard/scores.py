@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from leaderboard import live
 from leaderboard.actions import PURGE_AFTER_SECONDS
 from leaderboard.aws import dynamodb, sqs
 from leaderboard.board import Board, PlayerTotal
@@ -312,17 +313,21 @@ def totals_of(user_ids: Iterable[str]) -> list[PlayerTotal]:
 
 
 def publish(board: Board, user_ids: Iterable[str]) -> None:
-    """Bring the board up to the ledger for these players."""
-    board.set_totals(totals_of(user_ids))
+    """Bring the board up to the ledger for these players, and have the change pushed to the connections."""
+    live.wake_publisher(board, board.set_totals(totals_of(user_ids)))
 
 
 # --- rebuilding ----------------------------------------------------------------------------------------------------
 
 
 def all_totals() -> Iterator[PlayerTotal]:
-    """Every player's total, read from DynamoDB page by page."""
+    """Every player's applied total, read from DynamoDB page by page. A player whose first score is accepted but not
+    yet applied has a record (its accepted_total) and no total yet: nothing for the board."""
     paginator = dynamodb().get_paginator("scan")
-    for page in paginator.paginate(TableName=settings.player_totals_table, ConsistentRead=True):
+    pages = paginator.paginate(
+        TableName=settings.player_totals_table, ConsistentRead=True, FilterExpression="attribute_exists(version)"
+    )
+    for page in pages:
         yield from (_player_total(item) for item in page["Items"])
 
 
@@ -332,9 +337,9 @@ def rebuild(board: Board, chunk: int = 500) -> int:
     for player in all_totals():
         pending.append(player)
         if len(pending) == chunk:
-            board.set_totals(pending)
+            live.wake_publisher(board, board.set_totals(pending))
             written, pending = written + len(pending), []
-    board.set_totals(pending)
+    live.wake_publisher(board, board.set_totals(pending))
     return written + len(pending)
 
 

@@ -11,6 +11,8 @@ from typing import TypeGuard
 
 import jwt
 
+from leaderboard import signing_keys
+from leaderboard.config import settings
 from leaderboard.identity import Identity
 from leaderboard.signing_keys import SigningKey, SigningKeys
 
@@ -83,6 +85,11 @@ def verify_access_token(token: str, keys: SigningKeys, issuer: str, audience: st
     if not (_text(subject) and _text(username) and _text(name)):
         raise InvalidToken("bad subject")
     return Identity(user_id=subject, username=username, display_name=name)
+
+
+def verify_caller(token: str) -> Identity:
+    """Who an access token presented to this stack names, checked against the stack's keys, issuer and audience."""
+    return verify_access_token(token, signing_keys.keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 
 
 def _text(value: object) -> TypeGuard[str]:

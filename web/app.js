@@ -1,0 +1,856 @@
+// The live leaderboard page: log in, watch the top 10 over the WebSocket, see your own rank, play a match.
+// No framework and no build step. Server data only ever reaches the page through textContent and data-* attributes.
+"use strict";
+
+(() => {
+  // --- Settings --------------------------------------------------------------------------------------------------
+
+  const REFRESH_AT_FRACTION = 0.8; // refresh the access token at 80% of its lifetime
+  const REFRESH_RETRY_MS = 15_000; // a refresh that failed for a reason other than 401 is tried again
+  const BACKOFF_BASE_MS = 1_000;
+  const BACKOFF_CAP_MS = 30_000;
+  const STABLE_CONNECTION_MS = 10_000; // a connection that lasted this long resets the backoff
+  const QUIET_RESYNC_MS = 9 * 60_000; // API Gateway closes a connection idle for 10 minutes: ask for the board first
+  const STANDING_MIN_INTERVAL_MS = 1_000; // GET /v1/scores/{user_id} after a change of your own
+  const STANDING_ON_BOARD_CHANGE_MS = 5_000; // ... and after any other change of the top 10
+  const CHANGE_MARK_MS = 8_000; // how long ▲/▼/new stay on a row
+  const NOTICE_MS = 10_000;
+  const ANNOUNCE_MIN_INTERVAL_MS = 5_000; // screen readers hear "Top 10 updated" at most this often
+  const SESSION_KEY = "leaderboard.session";
+
+  const byId = (id) => document.getElementById(id);
+  const ui = {
+    connection: document.querySelector('[data-testid="connection-status"]'),
+    connectionText: document.querySelector('[data-testid="connection-text"]'),
+    auth: byId("auth"),
+    authProblem: byId("auth-problem"),
+    loginForm: byId("login-form"),
+    registerForm: byId("register-form"),
+    game: byId("game"),
+    meName: byId("me-name"),
+    meRank: byId("me-rank"),
+    meScore: byId("me-score"),
+    meNoScore: byId("me-no-score"),
+    rankNotice: byId("rank-notice"),
+    play: byId("play"),
+    playResult: byId("play-result"),
+    logout: byId("logout"),
+    neighbours: byId("neighbours"),
+    top10: byId("top10"),
+    top10Empty: byId("top10-empty"),
+    boardStatus: byId("board-status"),
+    rowTemplate: byId("row-template"),
+  };
+
+  // --- State -----------------------------------------------------------------------------------------------------
+
+  let config = null; // {apiUrl, wsUrl}
+  // The tokens live in memory. They touch sessionStorage only while the page unloads (so a reload keeps you logged
+  // in) and are taken out again as soon as the page is back: a duplicated tab copies sessionStorage, and two tabs
+  // spending one rotating refresh token would look like token theft and end the session.
+  let session = null; // {accessToken, refreshToken, userId, label, expiresAt, refreshDueAt, issuedAt}
+  let refreshing = null; // the one refresh in flight (a second one would spend a spent token and revoke the session)
+  const timers = { refresh: 0, reconnect: 0, countdown: 0, marks: 0, notice: 0, quiet: 0, retryAfter: 0 };
+  const live = { socket: null, attempt: 0, openedAt: 0, lastTrafficAt: 0, failedBeforeOpen: false };
+  const board = { seq: -Infinity, rankSeq: -Infinity, items: null, byUser: new Map(), marks: new Map(), lastAnnouncedAt: 0 };
+  const standing = { inFlight: false, again: null, lastAt: 0, timer: 0, dueAt: 0 };
+
+  // --- Config ----------------------------------------------------------------------------------------------------
+
+  function withoutTrailingSlash(url) {
+    return url.replace(/\/+$/, "");
+  }
+
+  async function loadConfig() {
+    const defaults = {
+      apiUrl: location.origin,
+      wsUrl: `${location.protocol === "https:" ? "wss" : "ws"}://${location.hostname}:3001`,
+    };
+    let found = {};
+    try {
+      const response = await fetch("config.json", { cache: "no-store" });
+      if (response.ok) found = await response.json();
+    } catch {
+      found = {}; // no config.json (or not JSON): the local runtime's defaults
+    }
+    const pick = (value, fallback) => (typeof value === "string" && value.trim() ? value.trim() : fallback);
+    return {
+      apiUrl: withoutTrailingSlash(pick(found && found.apiUrl, defaults.apiUrl)),
+      wsUrl: pick(found && found.wsUrl, defaults.wsUrl),
+    };
+  }
+
+  // --- HTTP ------------------------------------------------------------------------------------------------------
+
+  const STATUS_TEXT = {
+    0: "Cannot reach the server. Check your connection and try again.",
+    401: "You are not logged in.",
+    403: "Your session is no longer valid.",
+    404: "Not found.",
+    413: "That request is too large.",
+    429: "Too many requests.",
+    500: "The server had a problem. Try again in a moment.",
+    502: "The server had a problem. Try again in a moment.",
+    503: "The service is busy. Try again in a moment.",
+    504: "The server took too long to answer. Try again.",
+  };
+
+  class ApiError extends Error {
+    constructor(status, message, { retryAfter = null, fromGateway = false } = {}) {
+      super(message);
+      this.status = status;
+      this.retryAfter = retryAfter; // seconds, or null
+      this.fromGateway = fromGateway; // API Gateway's own answer ({"message": ...}), not the application's problem
+    }
+
+    describe() {
+      if (this.retryAfter !== null) return `${this.message} Try again in ${plural(this.retryAfter, "second")}.`;
+      return this.message;
+    }
+  }
+
+  function plural(count, word) {
+    return `${count} ${word}${count === 1 ? "" : "s"}`;
+  }
+
+  function retryAfterSeconds(response) {
+    // Cross-origin, the API must list Retry-After in its CORS ExposeHeaders for the page to see it.
+    const value = response.headers.get("Retry-After");
+    if (!value) return null;
+    if (/^\d+$/.test(value.trim())) return Math.max(1, Number(value.trim()));
+    const date = Date.parse(value);
+    return Number.isNaN(date) ? null : Math.max(1, Math.ceil((date - Date.now()) / 1000));
+  }
+
+  async function request(method, path, { body, token, headers = {} } = {}) {
+    const init = { method, headers: { Accept: "application/json, application/problem+json", ...headers } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    if (token) init.headers.Authorization = `Bearer ${token}`;
+    let response;
+    try {
+      response = await fetch(config.apiUrl + path, init);
+    } catch {
+      throw new ApiError(0, STATUS_TEXT[0]);
+    }
+    let data = null;
+    if (response.status !== 204) {
+      try {
+        data = await response.json();
+      } catch {
+        data = null;
+      }
+    }
+    if (response.ok) return data;
+    const isProblem = (response.headers.get("Content-Type") || "").startsWith("application/problem+json");
+    const fallback = STATUS_TEXT[response.status] || `The request failed (HTTP ${response.status}).`;
+    let message = fallback;
+    if (isProblem && data && typeof data === "object") {
+      message = typeof data.detail === "string" && data.detail ? data.detail : String(data.title || fallback);
+    }
+    throw new ApiError(response.status, message, {
+      retryAfter: response.status === 429 || response.status === 503 ? retryAfterSeconds(response) : null,
+      fromGateway: !isProblem,
+    });
+  }
+
+  // A request with the access token. A token the authorizer refuses (API Gateway's own 401/403, e.g. after the tab
+  // slept past its expiry) is refreshed once and the request sent again; the body is built at send time so that a
+  // request carrying the refresh token (logout) carries the current one.
+  async function authed(method, path, makeBody, headers = {}) {
+    for (let attempt = 0; ; attempt += 1) {
+      if (!session) throw new ApiError(401, "You are logged out.");
+      if (Date.now() >= session.expiresAt - 5_000) await refreshTokens();
+      const current = session;
+      try {
+        return await request(method, path, { body: makeBody ? makeBody() : undefined, token: current.accessToken, headers });
+      } catch (error) {
+        const refused = error.fromGateway && (error.status === 401 || error.status === 403);
+        if (attempt > 0 || !refused || session !== current) throw error;
+        await refreshTokens();
+      }
+    }
+  }
+
+  function newId() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const bytes = crypto.getRandomValues(new Uint8Array(16)); // randomUUID needs a secure context
+    return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  }
+
+  // --- Session and tokens ----------------------------------------------------------------------------------------
+
+  function adoptTokens(tokens) {
+    const lifetimeMs = Math.max(30, Number(tokens.expires_in) || 600) * 1000;
+    const now = Date.now();
+    session.accessToken = tokens.access_token;
+    session.refreshToken = tokens.refresh_token;
+    session.issuedAt = now;
+    session.expiresAt = now + lifetimeMs;
+    session.refreshDueAt = now + lifetimeMs * REFRESH_AT_FRACTION;
+    scheduleRefresh(session.refreshDueAt - now);
+  }
+
+  function scheduleRefresh(delayMs) {
+    clearTimeout(timers.refresh);
+    timers.refresh = setTimeout(() => refreshTokens().catch(() => {}), Math.max(0, delayMs));
+  }
+
+  function refreshTokens() {
+    if (!refreshing) {
+      refreshing = rotateTokens().finally(() => {
+        refreshing = null;
+      });
+    }
+    return refreshing;
+  }
+
+  async function rotateTokens() {
+    const current = session;
+    if (!current) throw new ApiError(401, "You are logged out.");
+    try {
+      const tokens = await request("POST", "/v1/token/refresh", { body: { refresh_token: current.refreshToken } });
+      if (session === current) adoptTokens(tokens);
+    } catch (error) {
+      if (session !== current) throw error;
+      if (error.status === 400 || error.status === 401 || error.status === 403) {
+        endSession("Your session has ended. Please log in again.");
+      } else {
+        // Offline, throttled or a server hiccup: keep the session and try again soon.
+        scheduleRefresh(error.retryAfter ? error.retryAfter * 1000 : REFRESH_RETRY_MS);
+      }
+      throw error;
+    }
+  }
+
+  function startSession(tokens, label) {
+    session = { userId: String(tokens.user_id), label };
+    adoptTokens(tokens);
+    ui.loginForm.reset();
+    resetBoard();
+    showGame();
+    loadBoardOverHttp();
+    requestStanding();
+    connect();
+  }
+
+  function endSession(message) {
+    session = null;
+    live.attempt = 0;
+    dropSocket(1000, "logout");
+    for (const name of Object.keys(timers)) {
+      clearTimeout(timers[name]); // one id space for timeouts and intervals
+      timers[name] = 0;
+    }
+    clearTimeout(standing.timer);
+    standing.timer = 0;
+    standing.again = null;
+    sessionStorage.removeItem(SESSION_KEY);
+    resetBoard();
+    setConnection("offline");
+    showAuth(message);
+  }
+
+  async function logOut() {
+    ui.logout.disabled = true;
+    try {
+      await authed("POST", "/v1/logout", () => ({ refresh_token: session.refreshToken }));
+    } catch {
+      // Logged out here whatever the server said; an unrevoked session expires on its own.
+    } finally {
+      ui.logout.disabled = false;
+      endSession("");
+    }
+  }
+
+  function keepSessionForReload() {
+    if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  }
+
+  function takeStoredSession() {
+    const text = sessionStorage.getItem(SESSION_KEY);
+    sessionStorage.removeItem(SESSION_KEY);
+    if (!text) return null;
+    try {
+      const stored = JSON.parse(text);
+      const complete = stored && stored.accessToken && stored.refreshToken && stored.userId && stored.expiresAt;
+      return complete ? stored : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async function resumeSession(stored) {
+    session = stored;
+    resetBoard();
+    showGame();
+    try {
+      if (Date.now() >= session.refreshDueAt) await refreshTokens();
+      else scheduleRefresh(session.refreshDueAt - Date.now());
+    } catch {
+      if (!session) return; // the refresh token was refused: back at the login form
+    }
+    loadBoardOverHttp();
+    requestStanding();
+    connect();
+  }
+
+  // --- The live connection ---------------------------------------------------------------------------------------
+
+  function setConnection(state, seconds) {
+    ui.connection.dataset.state = state;
+    const text = {
+      connecting: "connecting…",
+      live: "live",
+      reconnecting: `reconnecting in ${plural(seconds || 0, "second")}`,
+      offline: "offline",
+    }[state];
+    if (state === "reconnecting") ui.connection.dataset.seconds = String(seconds || 0);
+    else delete ui.connection.dataset.seconds;
+    ui.connectionText.textContent = text;
+  }
+
+  function connect() {
+    clearTimeout(timers.reconnect);
+    timers.reconnect = 0;
+    clearInterval(timers.countdown);
+    if (!session) return;
+    if (!navigator.onLine) {
+      setConnection("offline");
+      return;
+    }
+    setConnection("connecting");
+    let url;
+    try {
+      url = new URL(config.wsUrl);
+    } catch {
+      setConnection("offline");
+      return;
+    }
+    url.searchParams.set("token", session.accessToken);
+    dropSocket(); // never two connections at once
+    const socket = new WebSocket(url.toString());
+    live.socket = socket;
+    let opened = false;
+    socket.onopen = () => {
+      if (socket !== live.socket) return;
+      opened = true;
+      live.openedAt = Date.now();
+      live.failedBeforeOpen = false;
+      setConnection("live");
+      send({ action: "top10" }); // resync: pushes sent while disconnected are lost
+      requestStanding();
+      clearInterval(timers.quiet);
+      timers.quiet = setInterval(keepAlive, 60_000);
+    };
+    socket.onmessage = (event) => {
+      if (socket !== live.socket) return;
+      live.lastTrafficAt = Date.now();
+      handleMessage(event.data);
+    };
+    socket.onerror = () => {}; // a close event follows, and that is where reconnecting starts
+    socket.onclose = () => {
+      if (socket !== live.socket) return;
+      live.socket = null;
+      clearInterval(timers.quiet);
+      if (!session) return;
+      if (opened && Date.now() - live.openedAt >= STABLE_CONNECTION_MS) live.attempt = 0;
+      // A refused handshake (a 401/403) looks like any other failure to a browser: refresh the token before retrying.
+      live.failedBeforeOpen = !opened;
+      scheduleReconnect();
+    };
+  }
+
+  function send(message) {
+    if (live.socket && live.socket.readyState === WebSocket.OPEN) {
+      live.socket.send(JSON.stringify(message));
+      live.lastTrafficAt = Date.now();
+    }
+  }
+
+  function keepAlive() {
+    if (Date.now() - live.lastTrafficAt >= QUIET_RESYNC_MS) send({ action: "top10" });
+  }
+
+  // Exponential backoff with "equal jitter": between half and all of min(cap, base * 2^attempt).
+  function backoffDelayMs(attempt) {
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+    return ceiling / 2 + Math.random() * (ceiling / 2);
+  }
+
+  function scheduleReconnect() {
+    if (!navigator.onLine) {
+      setConnection("offline");
+      return;
+    }
+    const dueAt = Date.now() + backoffDelayMs(live.attempt);
+    live.attempt += 1;
+    const showCountdown = () => setConnection("reconnecting", Math.max(1, Math.ceil((dueAt - Date.now()) / 1000)));
+    showCountdown();
+    clearInterval(timers.countdown);
+    timers.countdown = setInterval(showCountdown, 1000);
+    clearTimeout(timers.reconnect);
+    timers.reconnect = setTimeout(reconnect, dueAt - Date.now());
+  }
+
+  async function reconnect() {
+    timers.reconnect = 0;
+    clearInterval(timers.countdown);
+    if (!session) return;
+    const tokenOld = Date.now() - session.issuedAt > 60_000;
+    if (Date.now() >= session.expiresAt - 60_000 || (live.failedBeforeOpen && tokenOld)) {
+      try {
+        await refreshTokens();
+      } catch {
+        if (!session) return; // refused: back at the login form
+      }
+    }
+    if (!live.socket) connect(); // unless the network's return connected meanwhile
+  }
+
+  // Close the current connection, if any, without the reconnect its close event would start.
+  function dropSocket(code = 1000, reason = "") {
+    const socket = live.socket;
+    live.socket = null;
+    clearInterval(timers.quiet);
+    if (socket) {
+      socket.onclose = null;
+      socket.close(code, reason);
+    }
+  }
+
+  function goneOffline() {
+    clearTimeout(timers.reconnect);
+    timers.reconnect = 0;
+    clearInterval(timers.countdown);
+    dropSocket();
+    if (session) setConnection("offline");
+  }
+
+  function backOnline() {
+    if (!session || live.socket) return;
+    live.attempt = 0;
+    connect();
+  }
+
+  function handleMessage(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!message || typeof message !== "object") return;
+    if (message.type === "top10" && Array.isArray(message.items)) {
+      if (typeof message.seq === "number") {
+        if (message.seq <= board.seq) return; // an older board than the one on screen
+        board.seq = message.seq;
+        ui.top10.dataset.seq = String(message.seq);
+      }
+      applyBoard(message.items);
+    } else if (message.type === "rank" && session && message.user_id === session.userId) {
+      if (typeof message.seq === "number") {
+        if (message.seq <= board.rankSeq) return;
+        board.rankSeq = message.seq;
+      }
+      applyRank(message);
+    }
+  }
+
+  // --- The board -------------------------------------------------------------------------------------------------
+
+  function cleanEntry(entry) {
+    if (!entry || typeof entry !== "object") return null;
+    const rank = Number(entry.rank);
+    const score = Number(entry.score);
+    if (!Number.isInteger(rank) || !Number.isFinite(score) || entry.user_id == null) return null;
+    return { user_id: String(entry.user_id), user_name: String(entry.user_name ?? ""), rank, score };
+  }
+
+  function resetBoard() {
+    board.seq = -Infinity;
+    board.rankSeq = -Infinity;
+    board.items = null;
+    board.byUser = new Map();
+    board.marks = new Map();
+    ui.top10.dataset.seq = "";
+    ui.top10.replaceChildren();
+    ui.top10Empty.hidden = true;
+    ui.neighbours.replaceChildren();
+    ui.boardStatus.textContent = "";
+  }
+
+  async function loadBoardOverHttp() {
+    // The first board comes over HTTP so the page is useful before (or without) the WebSocket.
+    const current = session;
+    try {
+      const items = await request("GET", "/v1/scores");
+      if (session === current && board.items === null && Array.isArray(items)) applyBoard(items);
+    } catch {
+      // the WebSocket's resync brings the board as well
+    }
+  }
+
+  function applyBoard(rawItems) {
+    const items = rawItems.map(cleanEntry).filter(Boolean).sort((a, b) => a.rank - b.rank);
+    const previous = board.items;
+    const now = Date.now();
+    let changed = previous === null || previous.length !== items.length;
+    let headline = "";
+    for (const item of items) {
+      const before = board.byUser.get(item.user_id);
+      if (!before || before.rank !== item.rank || before.score !== item.score) changed = true;
+      if (previous === null) continue; // the first board on screen: nothing "moved"
+      let mark = null;
+      if (!before) mark = { kind: "new", symbol: "new", spoken: "new on the board" };
+      else if (item.rank < before.rank) {
+        const places = before.rank - item.rank;
+        mark = { kind: "up", symbol: `▲${places}`, spoken: `up ${plural(places, "place")}` };
+      } else if (item.rank > before.rank) {
+        const places = item.rank - before.rank;
+        mark = { kind: "down", symbol: `▼${places}`, spoken: `down ${plural(places, "place")}` };
+      } else if (item.score !== before.score) {
+        const gained = item.score - before.score;
+        mark = { kind: "score", symbol: `${gained > 0 ? "+" : ""}${gained.toLocaleString()}`, spoken: "new score" };
+      }
+      if (mark) {
+        board.marks.set(item.user_id, { ...mark, until: now + CHANGE_MARK_MS, fresh: true });
+        if (!headline && (mark.kind === "new" || mark.kind === "up")) {
+          headline = `${item.user_name} is now number ${item.rank}.`;
+        }
+      }
+    }
+    board.items = items;
+    board.byUser = new Map(items.map((item) => [item.user_id, item]));
+    renderBoard();
+    if (!changed) return;
+    announce(headline);
+    const mine = session && board.byUser.get(session.userId);
+    if (mine) showRankAndScore(mine.rank, mine.score);
+    const mineBefore = previous && session && previous.find((item) => item.user_id === session.userId);
+    const mineMoved = mine ? !mineBefore || mineBefore.rank !== mine.rank || mineBefore.score !== mine.score : mineBefore;
+    requestStanding(mineMoved ? STANDING_MIN_INTERVAL_MS : STANDING_ON_BOARD_CHANGE_MS);
+  }
+
+  function announce(headline) {
+    const now = Date.now();
+    if (now - board.lastAnnouncedAt < ANNOUNCE_MIN_INTERVAL_MS) return;
+    board.lastAnnouncedAt = now;
+    ui.boardStatus.textContent = `Top 10 updated. ${headline}`.trim();
+  }
+
+  function renderBoard() {
+    const now = Date.now();
+    for (const [userId, mark] of board.marks) if (mark.until <= now) board.marks.delete(userId);
+    renderRows(ui.top10, board.items, "top10-row", board.marks);
+    ui.top10Empty.hidden = board.items.length > 0;
+    for (const mark of board.marks.values()) mark.fresh = false; // animate once, keep the arrow a while
+    clearTimeout(timers.marks);
+    if (board.marks.size) {
+      const next = Math.min(...Array.from(board.marks.values(), (mark) => mark.until));
+      timers.marks = setTimeout(renderBoard, Math.max(50, next - now));
+    }
+  }
+
+  function renderRows(list, items, testId, marks) {
+    const rows = items.map((item) => {
+      const row = ui.rowTemplate.content.firstElementChild.cloneNode(true);
+      row.dataset.testid = testId;
+      row.dataset.userId = item.user_id;
+      row.dataset.rank = String(item.rank);
+      row.dataset.score = String(item.score);
+      row.querySelector(".row__rank").textContent = `#${item.rank}`;
+      row.querySelector(".row__name").textContent = item.user_name;
+      row.querySelector(".row__score").textContent = item.score.toLocaleString();
+      if (session && item.user_id === session.userId) {
+        row.classList.add("row--me");
+        row.dataset.me = "true";
+        row.setAttribute("aria-current", "true");
+      }
+      const mark = marks && marks.get(item.user_id);
+      const change = row.querySelector(".row__change");
+      if (mark) {
+        row.dataset.change = mark.kind;
+        row.classList.add(`row--${mark.kind}`);
+        if (mark.fresh) row.classList.add("row--flash");
+        change.textContent = mark.symbol;
+        const spoken = document.createElement("span");
+        spoken.className = "visually-hidden";
+        spoken.textContent = ` (${mark.spoken})`;
+        row.querySelector(".row__name").append(spoken);
+      }
+      return row;
+    });
+    list.replaceChildren(...rows);
+  }
+
+  // --- Your standing ---------------------------------------------------------------------------------------------
+
+  function showRankAndScore(rank, score) {
+    ui.meRank.textContent = `#${rank}`;
+    ui.meRank.dataset.rank = String(rank);
+    ui.meScore.textContent = Number(score).toLocaleString();
+    ui.meScore.dataset.score = String(score);
+    ui.meNoScore.hidden = true;
+  }
+
+  function showNoScore() {
+    ui.meRank.textContent = "–";
+    ui.meScore.textContent = "–";
+    delete ui.meRank.dataset.rank;
+    delete ui.meScore.dataset.score;
+    ui.meNoScore.hidden = false;
+    ui.neighbours.replaceChildren();
+  }
+
+  // Coalesced: one request in flight, and at most one per `interval`. Your own changes (a rank message, your row on
+  // the board) ask within a second; any other board change within 5 s, as it only moves your neighbours: with many
+  // players watching, every board push must not become a request from each of them.
+  function requestStanding(interval = STANDING_MIN_INTERVAL_MS) {
+    if (!session) return;
+    if (standing.inFlight) {
+      standing.again = standing.again === null ? interval : Math.min(standing.again, interval);
+      return;
+    }
+    const dueAt = standing.lastAt + interval;
+    if (dueAt > Date.now()) {
+      if (!standing.timer || dueAt < standing.dueAt) {
+        clearTimeout(standing.timer);
+        standing.dueAt = dueAt;
+        standing.timer = setTimeout(() => {
+          standing.timer = 0;
+          requestStanding(0);
+        }, dueAt - Date.now());
+      }
+      return;
+    }
+    clearTimeout(standing.timer);
+    standing.timer = 0;
+    standing.inFlight = true;
+    standing.lastAt = Date.now();
+    fetchStanding().finally(() => {
+      standing.inFlight = false;
+      const again = standing.again;
+      standing.again = null;
+      if (again !== null) requestStanding(again);
+    });
+  }
+
+  async function fetchStanding() {
+    const current = session;
+    try {
+      const mine = await request("GET", `/v1/scores/${encodeURIComponent(current.userId)}`);
+      if (session !== current || !mine) return;
+      const entry = cleanEntry(mine);
+      if (!entry) return;
+      ui.meName.textContent = entry.user_name || current.label;
+      showRankAndScore(entry.rank, entry.score);
+      const around = Array.isArray(mine.around) ? mine.around.map(cleanEntry).filter(Boolean) : [];
+      renderRows(ui.neighbours, around.sort((a, b) => a.rank - b.rank), "neighbour-row", null);
+    } catch (error) {
+      if (session === current && error.status === 404) showNoScore();
+      // Other failures keep what is on screen; the next change asks again.
+    }
+  }
+
+  function applyRank(message) {
+    const rank = Number(message.rank);
+    if (!Number.isInteger(rank)) return;
+    const previous = Number.isInteger(message.previous_rank) ? message.previous_rank : null;
+    let kind = "entered";
+    let text = `You are on the board at number ${rank}.`;
+    if (previous !== null && rank > previous) {
+      kind = "passed";
+      text = `Someone passed you! You are now number ${rank} (was ${previous}).`;
+    } else if (previous !== null && rank < previous) {
+      kind = "up";
+      text = `You moved up to number ${rank} (was ${previous}).`;
+    }
+    showNotice(kind, text);
+    if (Number.isFinite(Number(message.score))) showRankAndScore(rank, Number(message.score));
+    requestStanding();
+  }
+
+  function showNotice(kind, text) {
+    ui.rankNotice.dataset.kind = kind;
+    ui.rankNotice.textContent = text;
+    ui.rankNotice.hidden = false;
+    clearTimeout(timers.notice);
+    timers.notice = setTimeout(() => {
+      ui.rankNotice.hidden = true;
+    }, NOTICE_MS);
+  }
+
+  // --- Play a match ----------------------------------------------------------------------------------------------
+
+  async function playMatch() {
+    ui.play.disabled = true;
+    ui.playResult.dataset.state = "playing";
+    ui.playResult.textContent = "Playing…";
+    let wait = 0;
+    try {
+      const action = await authed("POST", "/v1/actions", () => ({ type: "match" }));
+      const maxScore = Number.isInteger(action.max_score) && action.max_score > 0 ? action.max_score : 1000;
+      const score = 1 + Math.floor(Math.random() * maxScore);
+      const key = newId(); // the same key on a retry: the score counts once
+      const post = () =>
+        authed(
+          "POST",
+          "/v1/scores",
+          () => ({ user_id: session.userId, score, action_id: action.action_id }),
+          { "Idempotency-Key": key },
+        );
+      try {
+        await post();
+      } catch (error) {
+        if (error.status !== 0) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        await post();
+      }
+      ui.playResult.dataset.state = "scored";
+      ui.playResult.dataset.score = String(score);
+      ui.playResult.textContent = `You scored ${score.toLocaleString()} of ${maxScore.toLocaleString()}! The board updates in a moment.`;
+    } catch (error) {
+      if (!session) return;
+      ui.playResult.dataset.state = "error";
+      ui.playResult.textContent = error.describe ? error.describe() : String(error);
+      wait = error.retryAfter || 0;
+    } finally {
+      if (wait) {
+        clearTimeout(timers.retryAfter);
+        timers.retryAfter = setTimeout(() => {
+          ui.play.disabled = false;
+        }, wait * 1000);
+      } else ui.play.disabled = false;
+    }
+  }
+
+  // --- Forms and views -------------------------------------------------------------------------------------------
+
+  function showAuth(message) {
+    ui.game.hidden = true;
+    ui.auth.hidden = false;
+    showProblem(message);
+    ui.loginForm.querySelector("input[name=password]").value = "";
+  }
+
+  function showGame() {
+    ui.auth.hidden = true;
+    ui.game.hidden = false;
+    showProblem("");
+    ui.meName.textContent = session.label || "";
+    ui.rankNotice.hidden = true;
+    ui.playResult.textContent = "";
+    delete ui.playResult.dataset.state;
+    ui.meRank.textContent = "–";
+    ui.meScore.textContent = "–";
+    ui.meNoScore.hidden = true;
+  }
+
+  function showProblem(message) {
+    ui.authProblem.textContent = message || "";
+    ui.authProblem.hidden = !message;
+  }
+
+  function switchForm(showRegister) {
+    ui.registerForm.hidden = !showRegister;
+    ui.loginForm.hidden = showRegister;
+    byId("auth-title").textContent = showRegister ? "Create an account" : "Log in to play";
+    showProblem("");
+    (showRegister ? ui.registerForm : ui.loginForm).querySelector("input").focus();
+  }
+
+  function fieldValue(form, name) {
+    return form.querySelector(`[name=${name}]`).value;
+  }
+
+  // Runs a form's request with its submit button disabled; a 429 keeps the button disabled for Retry-After.
+  async function submitting(form, work) {
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    let wait = 0;
+    try {
+      showProblem("");
+      await work();
+    } catch (error) {
+      showProblem(error.describe ? error.describe() : "Something went wrong. Try again.");
+      wait = error.retryAfter || 0;
+    } finally {
+      if (wait) setTimeout(() => (button.disabled = false), wait * 1000);
+      else button.disabled = false;
+    }
+  }
+
+  async function logIn(username, password, label) {
+    const tokens = await request("POST", "/v1/login", { body: { username, password } });
+    startSession(tokens, label || username);
+  }
+
+  function onLogin(event) {
+    event.preventDefault();
+    const form = ui.loginForm;
+    const username = fieldValue(form, "username").trim();
+    const password = fieldValue(form, "password");
+    if (!username || !password) {
+      showProblem("Enter your username and password.");
+      return;
+    }
+    submitting(form, () => logIn(username, password));
+  }
+
+  function onRegister(event) {
+    event.preventDefault();
+    const form = ui.registerForm;
+    const username = fieldValue(form, "username").trim();
+    const password = fieldValue(form, "password");
+    const displayName = fieldValue(form, "display_name").trim();
+    if (!username || !password) {
+      showProblem("Choose a username and a password.");
+      return;
+    }
+    const body = { username, password };
+    if (displayName) body.display_name = displayName;
+    submitting(form, async () => {
+      const user = await request("POST", "/v1/users", { body });
+      form.reset();
+      switchForm(false);
+      await logIn(username, password, (user && user.display_name) || displayName || username);
+    });
+  }
+
+  // --- Start -----------------------------------------------------------------------------------------------------
+
+  function wireEvents() {
+    ui.loginForm.addEventListener("submit", onLogin);
+    ui.registerForm.addEventListener("submit", onRegister);
+    byId("show-register").addEventListener("click", () => switchForm(true));
+    byId("show-login").addEventListener("click", () => switchForm(false));
+    ui.play.addEventListener("click", playMatch);
+    ui.logout.addEventListener("click", logOut);
+    window.addEventListener("offline", goneOffline);
+    window.addEventListener("online", backOnline);
+    window.addEventListener("pagehide", keepSessionForReload);
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted) sessionStorage.removeItem(SESSION_KEY); // back from the back/forward cache
+    });
+    // Timers of a hidden tab are throttled: catch up when the player comes back.
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden || !session) return;
+      if (Date.now() >= session.refreshDueAt) refreshTokens().catch(() => {});
+      if (!live.socket && navigator.onLine && !timers.reconnect) connect();
+    });
+  }
+
+  async function start() {
+    const stored = takeStoredSession();
+    config = await loadConfig();
+    wireEvents();
+    document.body.dataset.ready = "true";
+    if (stored) await resumeSession(stored);
+    else showAuth("");
+  }
+
+  start();
+})();
