@@ -80,7 +80,7 @@ def _command(name: str, key: str, count: int) -> str:
 
 def fill(connection: "redis.Redis", board: Board, players: int, say: Callable[[str], None] | None = None) -> None:
     """Put `players` players (0..players-1) on an empty board, CHUNK at a time, pipelined."""
-    ranking, players_key, names = board.keys
+    ranking, players_key, names = board.keys[:3]
     pool = connection.connection_pool
     raw = pool.get_connection()
     try:

@@ -659,6 +659,9 @@
     const rank = Number(message.rank);
     if (!Number.isInteger(rank)) return;
     const previous = Number.isInteger(message.previous_rank) ? message.previous_rank : null;
+    if (Number.isFinite(Number(message.score))) showRankAndScore(rank, Number(message.score));
+    requestStanding();
+    if (previous === rank) return; // a new score, the same place: no notice
     let kind = "entered";
     let text = `You are on the board at number ${rank}.`;
     if (previous !== null && rank > previous) {
@@ -669,8 +672,6 @@
       text = `You moved up to number ${rank} (was ${previous}).`;
     }
     showNotice(kind, text);
-    if (Number.isFinite(Number(message.score))) showRankAndScore(rank, Number(message.score));
-    requestStanding();
   }
 
   function showNotice(kind, text) {

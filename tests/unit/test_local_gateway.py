@@ -3,7 +3,6 @@
 import asyncio
 import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,30 +12,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from local.gateway import MAX_PAYLOAD_BYTES, AuthorizerCache, Gateway
 from local.template import HttpRoute, LambdaAuthorizer
-from local.workers import FunctionError, Invocation
-
-Behaviour = Callable[[dict[str, Any]], Any]
-
-
-class FakeFunctions:
-    """Functions as plain callables; records every event it was invoked with."""
-
-    def __init__(self, **behaviours: Behaviour) -> None:
-        self.behaviours = behaviours
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    async def invoke(self, function_id: str, event: Any) -> Invocation:
-        self.calls.append((function_id, event))
-        try:
-            result = self.behaviours[function_id](event)
-            if asyncio.iscoroutine(result):
-                result = await result
-        except Exception as exc:
-            return Invocation(error=FunctionError(type(exc).__name__, str(exc)))
-        return Invocation(result=result)
-
-    def events_of(self, function_id: str) -> list[dict[str, Any]]:
-        return [event for called, event in self.calls if called == function_id]
+from local.workers import Invocation
+from tests.unit.fake_functions import Behaviour, FakeFunctions
 
 
 class FakeClock:

@@ -36,7 +36,8 @@ from local.websocket import (
     route_response,
     select_route,
 )
-from local.workers import FunctionError, Invocation, lambda_environment
+from local.workers import Invocation, lambda_environment
+from tests.unit.fake_functions import Behaviour, FakeFunctions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:leaderboard-local-SigningKeySecret-AbCdEf"
@@ -490,29 +491,6 @@ def test_a_missing_or_empty_identity_source_means_no_authorizer_call() -> None:
 
 
 # --- The gateway, with fake functions ---
-
-Behaviour = Callable[[dict[str, Any]], Any]
-
-
-class FakeFunctions:
-    """Functions as plain callables (or coroutines); records every event."""
-
-    def __init__(self, **behaviours: Behaviour) -> None:
-        self.behaviours = behaviours
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    async def invoke(self, function_id: str, event: Any) -> Invocation:
-        self.calls.append((function_id, event))
-        try:
-            result = self.behaviours[function_id](event)
-            if asyncio.iscoroutine(result):
-                result = await result
-        except Exception as exc:
-            return Invocation(error=FunctionError(type(exc).__name__, str(exc)))
-        return Invocation(result=result)
-
-    def events_of(self, function_id: str) -> list[dict[str, Any]]:
-        return [event for called, event in self.calls if called == function_id]
 
 
 def allow(event: dict[str, Any]) -> dict[str, Any]:
