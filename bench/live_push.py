@@ -17,10 +17,7 @@ import asyncio
 import json
 import os
 import resource
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,7 +28,7 @@ import aiohttp
 import boto3
 
 from leaderboard import live
-from local.processes import free_port
+from local.processes import RuntimeProcess, free_port
 from local.services import Endpoints
 
 ROOT = Path(__file__).parent.parent
@@ -42,37 +39,18 @@ CONNECTS_IN_FLIGHT = 64
 PUSH_TIMEOUT_SECONDS = 60
 
 
-class LocalStack:
+class LocalStack(RuntimeProcess):
     """`python -m local` on free ports, stopped with Ctrl-C (SIGINT) as a user would."""
 
     def __init__(self) -> None:
         self.api_port, self.ws_port = free_port(), free_port()
-        self.state_dir = Path(tempfile.mkdtemp(prefix="bench-live-"))
-        self.log = self.state_dir / "runtime.log"
-        environment = os.environ | {
-            "LOCAL_API_PORT": str(self.api_port),
-            "LOCAL_WS_PORT": str(self.ws_port),
-            "LOCAL_STATE_DIR": str(self.state_dir),
-        }
-        with self.log.open("wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "local"],
-                cwd=ROOT,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 120
-        while not (self.state_dir / "stack.json").exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the local runtime did not start:\n{self.log.read_text(errors='replace')}")
-            time.sleep(0.2)
+        state_dir = Path(tempfile.mkdtemp(prefix="bench-live-"))
+        environment = os.environ | {"LOCAL_API_PORT": str(self.api_port), "LOCAL_WS_PORT": str(self.ws_port)}
+        super().__init__(state_dir, state_dir / "runtime.log", environment)
+        self.wait_until_serving(120)
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
-        self.endpoints = Endpoints.from_json((self.state_dir / "stack.json").read_text())
+        self.endpoints = Endpoints.from_json(self.state_file.read_text())
 
     def aws(self, service: str) -> Any:
         return boto3.client(
@@ -82,14 +60,6 @@ class LocalStack:
             aws_access_key_id="bench",
             aws_secret_access_key="bench",  # noqa: S106 - moto's
         )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 class Player:
@@ -177,8 +147,7 @@ async def _post_cpu_ms(stack: LocalStack, posts: int = 2000) -> float:
     async with _session() as http:
         watcher = await Player(http, stack.api_url).join()
         (socket,) = await _clients(http, stack, watcher.token, 1)
-        table = stack.endpoints.identities["ConnectionsTable"].ref
-        (item,) = stack.aws("dynamodb").scan(TableName=table)["Items"]
+        (connection_id,) = _connection_ids(stack, watcher.user_id)
         client = boto3.client(
             "apigatewaymanagementapi",
             endpoint_url=stack.endpoints.connections_url,
@@ -190,7 +159,7 @@ async def _post_cpu_ms(stack: LocalStack, posts: int = 2000) -> float:
         def post_all() -> float:
             started = time.process_time()
             for _ in range(posts):
-                client.post_to_connection(ConnectionId=item["connection_id"]["S"], Data=b'{"type":"top10"}')
+                client.post_to_connection(ConnectionId=connection_id, Data=b'{"type":"top10"}')
             return (time.process_time() - started) * 1000 / posts
 
         reading = asyncio.ensure_future(_drain(socket, posts))
@@ -198,6 +167,20 @@ async def _post_cpu_ms(stack: LocalStack, posts: int = 2000) -> float:
         await reading
         await socket.close()
         return cpu_ms
+
+
+def _connection_ids(stack: LocalStack, user_id: str) -> list[str]:
+    """The player's connections, as $connect recorded them (earlier measurements' may still be closing)."""
+    pages = (
+        stack.aws("dynamodb")
+        .get_paginator("scan")
+        .paginate(
+            TableName=stack.endpoints.identities["ConnectionsTable"].ref,
+            FilterExpression="user_id = :user",
+            ExpressionAttributeValues={":user": {"S": user_id}},
+        )
+    )
+    return [item["connection_id"]["S"] for page in pages for item in page["Items"]]
 
 
 async def _drain(socket: Any, count: int) -> None:
@@ -211,9 +194,7 @@ async def _fanout_seconds(stack: LocalStack, clients: int) -> float:
         watcher = await Player(http, stack.api_url).join()
         sockets = await _clients(http, stack, watcher.token, clients)
         try:
-            table = stack.endpoints.identities["ConnectionsTable"].ref
-            pages = stack.aws("dynamodb").get_paginator("scan").paginate(TableName=table)
-            connection_ids = [item["connection_id"]["S"] for page in pages for item in page["Items"]]
+            connection_ids = _connection_ids(stack, watcher.user_id)
             assert len(connection_ids) == clients, f"{len(connection_ids)} connections recorded for {clients} clients"
             board = '{"type":"top10","seq":1,"items":[]}'
             chunks = [chunk.body() for chunk in live._chunks([(board, connection_ids)])]

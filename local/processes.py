@@ -140,3 +140,71 @@ def _signal_zero(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class RuntimeProcess:
+    """``python -m local`` as a child process in a session of its own, started and stopped as a user would: the
+    harness of the e2e and integration tests and of the benchmarks."""
+
+    def __init__(
+        self, state_dir: Path, log: Path, environment: Mapping[str, str], arguments: Sequence[str] = ()
+    ) -> None:
+        self.state_dir, self.log = state_dir, log
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._started = time.time()
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "local", *arguments],
+                cwd=Path(__file__).resolve().parents[1],
+                env={**environment, "LOCAL_STATE_DIR": str(state_dir)},
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else "(no output)"
+
+    def wait_until_serving(self, timeout_seconds: float = 90.0) -> None:
+        """Wait until it wrote its stack.json (everything listens by then); RuntimeError, with its output, if it
+        exits first or takes longer."""
+        deadline = time.monotonic() + timeout_seconds
+        while not self._written_since_start():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the local runtime exited with {self.process.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                raise RuntimeError(f"the local runtime did not start in {timeout_seconds:.0f} s:\n{self.output()}")
+            time.sleep(0.1)
+
+    def _written_since_start(self) -> bool:
+        # A stack.json left by a runtime that was killed is not this one's.
+        with contextlib.suppress(FileNotFoundError):
+            return self.state_file.stat().st_mtime >= self._started
+        return False
+
+    def stop(self, signal_number: int = signal.SIGINT, timeout_seconds: float = 30.0) -> tuple[int | None, list[int]]:
+        """Stop it with ``signal_number`` (SIGINT is Ctrl-C). Returns its exit code (None if it had to be killed after
+        ``timeout_seconds``) and the processes it left behind, which are killed now."""
+        children = descendants(self.process.pid)
+        self.process.send_signal(signal_number)
+        code: int | None
+        try:
+            code = self.process.wait(timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            code = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(pid_alive(pid) for pid in children):
+            time.sleep(0.1)
+        orphans = sorted(pid for pid in children if pid_alive(pid))
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return code, orphans

@@ -9,69 +9,18 @@ deployed stack.
 """
 
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from local.processes import descendants, free_port, pid_alive
+from local.processes import RuntimeProcess, free_port
 from local.services import Endpoints, read_running_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = PROJECT_ROOT / ".local" / "e2e"
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
-
-
-def _serves(url: str) -> bool:
-    """Whether the API answers at all (an unknown path gets API Gateway's 404)."""
-    try:
-        with urllib.request.urlopen(f"{url}/__e2e_probe__", timeout=2):  # noqa: S310 - our own loopback URL
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
-def _output(log: Path) -> str:
-    return log.read_text(errors="replace") if log.exists() else "(no output)"
-
-
-def _wait_until_serving(runtime: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if runtime.poll() is not None:
-            pytest.fail(f"the local runtime exited with {runtime.returncode}:\n{_output(log)}", pytrace=False)
-        if _serves(url):
-            return
-        time.sleep(0.2)
-    os.killpg(runtime.pid, signal.SIGKILL)
-    pytest.fail(f"the local runtime did not serve {url} in {START_TIMEOUT_SECONDS:.0f} s:\n{_output(log)}")
-
-
-def _stop_and_check_for_orphans(runtime: subprocess.Popen[bytes], log: Path) -> None:
-    children = descendants(runtime.pid)
-    runtime.send_signal(signal.SIGINT)
-    try:
-        code = runtime.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(runtime.pid, signal.SIGKILL)
-        pytest.fail(f"the local runtime did not stop within {STOP_TIMEOUT_SECONDS:.0f} s:\n{_output(log)}")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(pid_alive(pid) for pid in children):
-        time.sleep(0.1)
-    orphans = sorted(pid for pid in children if pid_alive(pid))
-    for pid in orphans:
-        os.kill(pid, signal.SIGKILL)
-    assert not orphans, f"processes left behind by the local runtime: {orphans}\n{_output(log)}"
-    assert code == 0, f"the local runtime exited with {code}:\n{_output(log)}"
 
 
 @pytest.fixture(scope="session")
@@ -81,28 +30,17 @@ def api_url() -> Iterator[str]:
     if deployed:
         yield deployed.rstrip("/")
         return
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    log = STATE_DIR / "runtime.log"
     port = free_port()
-    environment = os.environ | {
-        "LOCAL_API_PORT": str(port),
-        "LOCAL_WS_PORT": str(free_port()),
-        "LOCAL_STATE_DIR": str(STATE_DIR),
-    }
-    with log.open("wb") as output:
-        runtime = subprocess.Popen(
-            [sys.executable, "-m", "local"],
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    _wait_until_serving(runtime, url, log)
-    yield url
-    _stop_and_check_for_orphans(runtime, log)
+    environment = os.environ | {"LOCAL_API_PORT": str(port), "LOCAL_WS_PORT": str(free_port())}
+    runtime = RuntimeProcess(STATE_DIR, STATE_DIR / "runtime.log", environment)
+    try:
+        runtime.wait_until_serving(START_TIMEOUT_SECONDS)
+    except RuntimeError as failed:
+        pytest.fail(str(failed), pytrace=False)
+    yield f"http://127.0.0.1:{port}"
+    code, orphans = runtime.stop(timeout_seconds=STOP_TIMEOUT_SECONDS)
+    assert not orphans, f"processes left behind by the local runtime: {orphans}\n{runtime.output()}"
+    assert code == 0, f"the local runtime exited with {code}:\n{runtime.output()}"
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,8 @@ local runtime's own tests, `python -m local` as a real process (`runtime`, on ea
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -24,7 +19,7 @@ from functions.scores import apply_scores, get_standing, get_top10, post_score
 from leaderboard import aws, board, signing_keys
 from leaderboard.identity import Identity
 from local.in_process import InProcessStack, in_process_stack
-from local.processes import descendants, free_port, pid_alive
+from local.processes import RuntimeProcess, free_port
 from local.services import Endpoints
 from tests.conftest import FakeLambdaContext, load_event
 
@@ -182,55 +177,40 @@ def game(stack: Stack) -> Iterator[Game]:
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class Runtime:
-    process: subprocess.Popen[bytes]
-    url: str
-    state_dir: Path
-    log: Path
-    project: Path
+class Runtime(RuntimeProcess):
+    """The runtime serving a test project's template on a free port."""
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+    def __init__(self, project: Path, state_dir: Path) -> None:
+        port = free_port()
+        environment = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+        environment |= {
+            "LOCAL_API_PORT": str(port),
+            "LOCAL_WS_PORT": os.environ.get("LOCAL_WS_PORT") or str(free_port()),
+        }
+        super().__init__(
+            state_dir, project / "runtime.log", environment, ["--template", str(project / "template.yaml")]
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        self.project = project
 
     def endpoints(self) -> Endpoints:
-        return Endpoints.from_json((self.state_dir / "stack.json").read_text())
+        return Endpoints.from_json(self.state_file.read_text())
 
 
 def start_runtime(project: Path, state_dir: Path) -> Runtime:
-    port = free_port()
-    log = project / "runtime.log"
-    environment = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    environment |= {"LOCAL_API_PORT": str(port), "LOCAL_STATE_DIR": str(state_dir)}
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "local", "--template", str(project / "template.yaml")],
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    runtime = Runtime(process, f"http://127.0.0.1:{port}", state_dir, log, project)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, runtime.output()
-        if (state_dir / "stack.json").exists():
-            return runtime
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    pytest.fail(f"the runtime did not start:\n{runtime.output()}")
+    runtime = Runtime(project, state_dir)
+    try:
+        runtime.wait_until_serving(60)
+    except RuntimeError as failed:
+        pytest.fail(str(failed))
+    return runtime
 
 
 def stop_and_check_nothing_is_left(runtime: Runtime, signal_number: int) -> None:
-    children = descendants(runtime.process.pid)
-    runtime.process.send_signal(signal_number)
-    assert runtime.process.wait(timeout=30) == 0, runtime.output()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(pid_alive(pid) for pid in children):
-        time.sleep(0.1)
-    assert [pid for pid in children if pid_alive(pid)] == [], runtime.output()
-    assert not (runtime.state_dir / "stack.json").exists()
+    code, orphans = runtime.stop(signal_number)
+    assert code == 0, runtime.output()
+    assert orphans == [], runtime.output()
+    assert not runtime.state_file.exists()
     assert "Stopped." in runtime.output()
 
 
@@ -239,5 +219,4 @@ def runtime(project: Path, tmp_path: Path) -> Iterator[Runtime]:
     running = start_runtime(project, tmp_path / "state")
     yield running
     if running.process.poll() is None:  # the test failed before stopping it
-        running.process.send_signal(signal.SIGINT)
-        running.process.wait(timeout=30)
+        running.stop()
