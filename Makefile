@@ -5,7 +5,9 @@ SHELL := /bin/bash
 
 # Lambda runs python3.13: the app venv uses it too. pyenv (when present) exposes 3.11-3.13 so `sam build` finds python3.13.
 PYENV_VERSIONS := $(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.' | sort -rV | tr '\n' ':')
-export PYENV_VERSION ?= $(PYENV_VERSIONS:%:=%)
+ifeq ($(strip $(PYENV_VERSION)),)
+export PYENV_VERSION := $(PYENV_VERSIONS:%:=%)
+endif
 PYTHON ?= $(shell command -v python3.13 2>/dev/null || echo python3)
 TOOLS_PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3.11 2>/dev/null || echo python3)
 export AWS_DEFAULT_REGION ?= us-east-1
