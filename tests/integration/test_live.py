@@ -111,19 +111,30 @@ def test_the_version_keeps_rising_when_redis_comes_back_empty(scoreboard: Board)
     assert scoreboard.snapshot().seq > before  # so clients holding the old board take the new one
 
 
+def told(scoreboard: Board, lease: str, user_ids: list[str]) -> tuple[int, list[board.RankChange]]:
+    """One publishing cycle's standing changes, its posts queued (so they count as pushed)."""
+    snapshot = scoreboard.snapshot()
+    seq, changes = scoreboard.rank_changes(lease, user_ids)
+    scoreboard.published(lease, snapshot)
+    return seq, changes
+
+
 def test_standing_changes_are_reported_once_per_change_and_only_for_connected_players(scoreboard: Board) -> None:
     lease = str(scoreboard.set_totals([total("ann", 30), total("bob", 20), total("cid", 10)]).lease)
 
-    _, first = scoreboard.rank_changes(lease, ["ann", "bob", "cid", "nobody-with-a-score", "ann"])
-    _, unchanged = scoreboard.rank_changes(lease, ["ann", "bob", "cid"])
-    scoreboard.set_totals([total("cid", 40, version=2)])
+    _, not_queued = scoreboard.rank_changes(lease, ["ann", "bob", "cid"])  # a cycle that failed before queuing
+    _, first = told(scoreboard, lease, ["ann", "bob", "cid", "nobody-with-a-score", "ann"])
+    _, unchanged = told(scoreboard, lease, ["ann", "bob", "cid"])
+    lease = str(scoreboard.set_totals([total("cid", 40, version=2)]).lease)  # the lease was free: a new publisher
     version = scoreboard.snapshot().seq
-    seq, passed = scoreboard.rank_changes(lease, ["ann", "bob", "cid"])
-    scoreboard.set_totals([total("cid", 45, version=3)])  # the leader pulls away: a new score, the same rank
-    _, pulled_away = scoreboard.rank_changes(lease, ["ann", "bob", "cid"])
-    scoreboard.rank_changes(lease, ["ann"])  # bob and cid disconnected: forgotten
-    _, back = scoreboard.rank_changes(lease, ["ann", "bob"])
+    seq, passed = told(scoreboard, lease, ["ann", "bob", "cid"])
+    # The leader pulls away: a new score, the same rank.
+    lease = str(scoreboard.set_totals([total("cid", 45, version=3)]).lease)
+    _, pulled_away = told(scoreboard, lease, ["ann", "bob", "cid"])
+    told(scoreboard, lease, ["ann"])  # bob and cid disconnected: forgotten
+    _, back = told(scoreboard, lease, ["ann", "bob"])
 
+    assert first == not_queued  # reported again: the failed cycle's were never pushed
     assert [(c.standing.user_id, c.standing.rank, c.previous_rank) for c in first] == [
         ("ann", 1, None),
         ("bob", 2, None),
@@ -174,7 +185,7 @@ def test_the_safety_net_claims_the_lease_only_for_an_unpublished_change(scoreboa
     assert scoreboard.claim() is None  # published: nothing to do
 
 
-@pytest.mark.parametrize("name", ["Ann", "A" * 32, "🏆" * 32, '"' * 32])
+@pytest.mark.parametrize("name", ["Ann", "A" * 32, "🏆" * 32, '"' * 32, "\uffff" * 32])
 def test_chunks_keep_every_delivery_and_ten_fit_one_sqs_batch(name: str) -> None:
     standing = board.Standing(user_id="u" * 32, user_name=name, rank=1, score=10**15)
     top10 = messages.encode({"type": "top10", "seq": 1, "items": [standing.body()] * 10})
@@ -192,6 +203,7 @@ def test_chunks_keep_every_delivery_and_ten_fit_one_sqs_batch(name: str) -> None
     assert max(sizes) <= live.BYTES_PER_CHUNK
     assert 10 * max(sizes) <= 256 * 1024  # SendMessageBatch's limit, ten chunks at a time
     assert [live.Chunk.from_body(chunk.body()) for chunk in chunks] == chunks
+    assert all(chunk.body().isascii() for chunk in chunks)  # SQS refuses some characters a name may hold
 
 
 # --- the WebSocket handlers, the publisher and the fan-out (moto) ---------------------------------------------------
@@ -449,7 +461,8 @@ def test_a_publisher_near_its_deadline_hands_over_with_its_lease(
     assert live.publish_changes(board.board(), lease, lambda: 1_000) == 1
 
     (hand_over,) = game_live.take(game_live.wake_ups_url)
-    assert live.lease_of(hand_over["Body"]) == lease
+    assert live.lease_of(hand_over["Body"]) != lease  # the publisher's own token, adopted at its start...
+    assert live.publish_changes(board.board(), lease, lambda: 10_000) == 0  # ...so a stale copy of the wake-up stops
     event = load_event("publish_board")
     event["Records"][0]["body"] = hand_over["Body"]
     publish_board.lambda_handler(event, FakeLambdaContext())
@@ -472,6 +485,30 @@ def test_a_failed_cycle_gives_the_lease_back(game_live: Live, monkeypatch: pytes
         live.publish_changes(board.board(), live.lease_of(wake_up["Body"]), lambda: 10_000)
 
     assert board.board().claim() is not None  # free again, and the change still unpublished
+
+
+def test_a_failed_cycle_is_redone_whole_rank_messages_included(
+    game_live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = game_live.game
+    ann = game.player("ann")
+    phone = game_live.connect(ann)
+    game.score(ann, 100)
+    game.drain()
+    (wake_up,) = game_live.take(game_live.wake_ups_url)
+    real_queue = live._queue
+
+    def sqs_refuses(chunks: Any) -> None:
+        list(chunks)  # the cycle is built, standings read...
+        raise RuntimeError("FanoutQueue refused 1 chunks")  # ...and nothing is queued
+
+    monkeypatch.setattr(live, "_queue", sqs_refuses)
+    with pytest.raises(RuntimeError):
+        live.publish_changes(board.board(), live.lease_of(wake_up["Body"]), lambda: 10_000)
+    monkeypatch.setattr(live, "_queue", real_queue)
+    game_live.run_safety_net()
+
+    assert sorted(message["type"] for message in game_live.received(phone)) == ["rank", "top10"]
 
 
 def test_a_lost_wake_up_is_covered_by_the_safety_net(game_live: Live, monkeypatch: pytest.MonkeyPatch) -> None:

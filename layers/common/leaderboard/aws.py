@@ -29,7 +29,9 @@ def sqs() -> "SQSClient":
     import boto3  # deferred on purpose, see the module docstring
     from botocore.config import Config
 
-    return boto3.client("sqs", config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}))
+    # At most about 6 s in all: well within the 10 s of a request or of the consumer.
+    config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
+    return boto3.client("sqs", config=config)
 
 
 @cache

@@ -12,7 +12,8 @@ Keys share a hash tag, `leaderboard:{<board>}:...`, so Lua scripts may touch the
 - `...:top_seq` the version at which the top 10 last changed; `...:published_top` and `...:published_seq`, the ones
   last pushed to clients;
 - `...:publishing` the publishing lease: while it is held, one publisher is bound to push every change (see live.py);
-- `...:notified` hash user_id -> "rank|score" last pushed to that player's connections.
+- `...:notified` hash user_id -> "rank|score" last pushed to that player's connections (`...:notified_next`: the
+  ones a publishing cycle is pushing, until its posts are queued).
 Every write and every read is one script call: one round trip.
 """
 
@@ -109,13 +110,17 @@ return {get(KEYS[4]), get(KEYS[5]), get(KEYS[7]), entries, names_of(entries)}
 """
 )
 
-# ARGV: the publisher's lease, then every connected player. Unless the lease is another's (then false), returns the
-# board's version, then (user, rank, score, previous "rank|score" or '', name) for each player whose standing is not
-# the one last pushed to them; and remembers the standings of exactly these players.
+# ARGV: the publisher's lease, lease ms, then every connected player. Unless another publisher holds the lease (then
+# false), returns the board's version, then (user, rank, score, previous "rank|score" or '', name) for each player
+# whose standing is not the one last pushed to them. The standings read are staged in `notified_next`: they become
+# the ones pushed (`notified`) only once the cycle's posts are queued (_PUBLISHED), so a failed cycle is redone whole.
 _RANK_CHANGES = """
-if redis.call('GET', KEYS[6]) ~= ARGV[1] then return false end
-local changed, standings = {redis.call('GET', KEYS[4]) or '0'}, {}
-for i = 2, #ARGV do
+local holder = redis.call('GET', KEYS[6])
+if holder and holder ~= ARGV[1] then return false end
+redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
+local changed = {redis.call('GET', KEYS[4]) or '0'}
+redis.call('DEL', KEYS[10])
+for i = 3, #ARGV do
   local user = ARGV[i]
   local current = redis.call('HGET', KEYS[2], user)
   if current then
@@ -131,12 +136,10 @@ for i = 2, #ARGV do
           changed[#changed + 1] = value
         end
       end
-      standings[#standings + 1] = {user, standing}
+      redis.call('HSET', KEYS[10], user, standing)
     end
   end
 end
-redis.call('DEL', KEYS[8])
-for _, pair in ipairs(standings) do redis.call('HSET', KEYS[8], pair[1], pair[2]) end
 return changed
 """
 
@@ -149,11 +152,21 @@ local holder = redis.call('GET', KEYS[6])
 if holder and holder ~= ARGV[1] then return -1 end
 redis.call('SET', KEYS[7], ARGV[3])
 redis.call('SET', KEYS[9], ARGV[2])
+if redis.call('EXISTS', KEYS[10]) == 1 then redis.call('RENAME', KEYS[10], KEYS[8]) else redis.call('DEL', KEYS[8]) end
 if (redis.call('GET', KEYS[4]) or '0') == ARGV[2] then
   if holder then redis.call('DEL', KEYS[6]) end
   return 0
 end
 redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[4])
+return 1
+"""
+
+# ARGV: lease token, lease ms, a fresh token. A publisher starting with a wake-up's lease swaps it for a token of its
+# own, so a duplicated wake-up (SQS delivers at least once) finds the lease taken and stops. 0 if another holds it.
+_ADOPT = """
+local holder = redis.call('GET', KEYS[6])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[2])
 return 1
 """
 
@@ -255,7 +268,7 @@ class Board:
         tag = f"leaderboard:{{{name}}}"
         suffixes = [
             *("ranking", "players", "names", "seq", "top_seq"),
-            *("publishing", "published_top", "notified", "published_seq"),
+            *("publishing", "published_top", "notified", "published_seq", "notified_next"),
         ]
         self.keys = [f"{tag}:{suffix}" for suffix in suffixes]
         self._client = client
@@ -267,6 +280,7 @@ class Board:
         self._published = client.register_script(_PUBLISHED)
         self._abandon = client.register_script(_ABANDON)
         self._renew = client.register_script(_RENEW)
+        self._adopt = client.register_script(_ADOPT)
         self._claim = client.register_script(_CLAIM)
 
     def set_totals(self, totals: Iterable[PlayerTotal]) -> Written:
@@ -308,9 +322,9 @@ class Board:
 
     def rank_changes(self, lease: str, user_ids: Sequence[str]) -> tuple[int, list[RankChange]]:
         """The board's version, and the connected players whose standing differs from the one last pushed to them
-        (or who were never told); from now on these players' standings are the ones remembered as pushed.
+        (or who were never told); once `published`, these players' standings are the ones remembered as pushed.
         Raises LeaseLost if another publisher holds the lease."""
-        found = self._call(self._rank_changes, [lease, *dict.fromkeys(user_ids)])
+        found = self._call(self._rank_changes, [lease, LEASE_MS, *dict.fromkeys(user_ids)])
         if not found:
             raise LeaseLost
         seq, *fields = cast(list[bytes], found)
@@ -326,6 +340,13 @@ class Board:
         False if the board is up to date (the lease is released) or another publisher took over."""
         outcome = int(self._call(self._published, [lease, snapshot.seq, snapshot.top_seq, LEASE_MS]))
         return outcome == 1
+
+    def adopt(self, lease: str) -> str:
+        """Swap a wake-up's lease for a token of this publisher's own; raises LeaseLost if another holds it."""
+        own = uuid.uuid4().hex
+        if not int(self._call(self._adopt, [lease, LEASE_MS, own])):
+            raise LeaseLost
+        return own
 
     def renew(self, lease: str) -> None:
         """Keep the lease through a long cycle; raises LeaseLost if another publisher took it."""

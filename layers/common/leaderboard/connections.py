@@ -60,6 +60,8 @@ def open_connections() -> Iterator[list[Connection]]:
     paginator = dynamodb().get_paginator("scan")
     pages = paginator.paginate(
         TableName=settings.connections_table,
+        # Strongly consistent: a connection opened a moment before a change must not miss its push.
+        ConsistentRead=True,
         ProjectionExpression="connection_id, user_id",
         FilterExpression="expires_at > :now",
         ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},

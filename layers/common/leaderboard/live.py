@@ -34,7 +34,7 @@ from leaderboard import connections
 from leaderboard.aws import connections_api, dynamodb, sqs
 from leaderboard.board import Board, BoardUnavailable, LeaseLost, Snapshot, Written
 from leaderboard.config import settings
-from leaderboard.messages import encode, rank_message, top10_message
+from leaderboard.messages import rank_message, top10_message
 
 logger = Logger(child=True)
 
@@ -67,7 +67,12 @@ def wake_publisher(board: Board, written: Written) -> None:
 
 
 def _send_wake_up(lease: str) -> None:
-    sqs().send_message(QueueUrl=settings.board_changes_queue_url, MessageBody=encode({"lease": lease}))
+    sqs().send_message(QueueUrl=settings.board_changes_queue_url, MessageBody=_sqs_body({"lease": lease}))
+
+
+def _sqs_body(message: dict[str, Any]) -> str:
+    # ASCII only: SQS refuses some characters a display name may hold (U+FFFE, U+FFFF); JSON escapes them all.
+    return json.dumps(message, separators=(",", ":"))
 
 
 def lease_of(message_body: str) -> str:
@@ -88,7 +93,7 @@ class Chunk:
     posts: list[Post]
 
     def body(self) -> str:
-        return encode({"posts": [{"data": data, "to": to} for data, to in self.posts]})
+        return _sqs_body({"posts": [{"data": data, "to": to} for data, to in self.posts]})
 
     @classmethod
     def from_body(cls, body: str) -> "Chunk":
@@ -99,6 +104,7 @@ def publish_changes(board: Board, lease: str, remaining_ms: Callable[[], int]) -
     """Publish cycles while the board keeps changing and this publisher holds `lease`; the number of cycles."""
     cycles = 0
     try:
+        lease = board.adopt(lease)
         while True:
             started = time.monotonic()
             snapshot = board.snapshot()
@@ -139,8 +145,8 @@ def _chunks(posts: Iterable[Post]) -> Iterator[Chunk]:
     chunk: list[Post] = []
     count = size = 0
     for data, to in posts:
-        # What the message costs inside a chunk's body: JSON-escaped, UTF-8, with its {"data":...,"to":[]} frame.
-        data_bytes = len(encode({"data": data, "to": []}).encode()) + 1
+        # What the message costs inside a chunk's body: JSON-escaped, with its {"data":...,"to":[]} frame.
+        data_bytes = len(_sqs_body({"data": data, "to": []})) + 1
         for connection_id in to:
             new_entry = not chunk or chunk[-1][0] is not data
             cost = len(connection_id.encode()) + 3 + (data_bytes if new_entry else 0)
