@@ -28,7 +28,7 @@ import aiohttp
 import boto3
 
 from leaderboard import live
-from local.processes import RuntimeProcess, free_port
+from local.processes import RuntimeProcess, free_port, start_serving
 from local.services import Endpoints
 
 ROOT = Path(__file__).parent.parent
@@ -47,10 +47,12 @@ class LocalStack(RuntimeProcess):
         state_dir = Path(tempfile.mkdtemp(prefix="bench-live-"))
         environment = os.environ | {"LOCAL_API_PORT": str(self.api_port), "LOCAL_WS_PORT": str(self.ws_port)}
         super().__init__(state_dir, state_dir / "runtime.log", environment)
-        self.wait_until_serving(120)
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
-        self.endpoints = Endpoints.from_json(self.state_file.read_text())
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints.from_json(self.state_file.read_text())
 
     def aws(self, service: str) -> Any:
         return boto3.client(
@@ -223,7 +225,7 @@ def run() -> dict[str, float]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, FANOUT_CLIENTS + 1024)), hard))
     results: dict[str, float] = {}
-    stack = LocalStack()
+    stack = start_serving(LocalStack, timeout_seconds=120)
     try:
         for clients, samples in SAMPLES.items():
             latencies = asyncio.run(_push_latencies(stack, clients, samples))

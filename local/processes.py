@@ -142,6 +142,27 @@ def _signal_zero(pid: int) -> bool:
     return True
 
 
+class PortTaken(RuntimeError):
+    """A port chosen free was taken before the runtime bound it (a free port is only free until someone binds it)."""
+
+
+def start_serving[Runtime: RuntimeProcess](
+    make: Callable[[], Runtime], timeout_seconds: float = 90.0, attempts: int = 3
+) -> Runtime:
+    """Start the runtime ``make`` starts (on ports it chooses) and wait until it serves; start it again, on fresh
+    ports, if one was taken meanwhile."""
+    for attempt in range(1, attempts + 1):
+        runtime = make()
+        try:
+            runtime.wait_until_serving(timeout_seconds)
+        except PortTaken:
+            if attempt == attempts:
+                raise
+        else:
+            return runtime
+    raise AssertionError("unreachable")
+
+
 class RuntimeProcess:
     """``python -m local`` as a child process in a session of its own, started and stopped as a user would: the
     harness of the e2e and integration tests and of the benchmarks."""
@@ -176,7 +197,8 @@ class RuntimeProcess:
         deadline = time.monotonic() + timeout_seconds
         while not self._written_since_start():
             if self.process.poll() is not None:
-                raise RuntimeError(f"the local runtime exited with {self.process.returncode}:\n{self.output()}")
+                failure = PortTaken if "cannot listen on" in self.output() else RuntimeError
+                raise failure(f"the local runtime exited with {self.process.returncode}:\n{self.output()}")
             if time.monotonic() > deadline:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 raise RuntimeError(f"the local runtime did not start in {timeout_seconds:.0f} s:\n{self.output()}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from local.processes import RuntimeProcess, free_port
+from local.processes import RuntimeProcess, free_port, start_serving
 from local.services import Endpoints, read_running_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -30,14 +30,18 @@ def api_url() -> Iterator[str]:
     if deployed:
         yield deployed.rstrip("/")
         return
-    port = free_port()
-    environment = os.environ | {"LOCAL_API_PORT": str(port), "LOCAL_WS_PORT": str(free_port())}
-    runtime = RuntimeProcess(STATE_DIR, STATE_DIR / "runtime.log", environment)
+
+    def on_free_ports() -> RuntimeProcess:
+        environment = os.environ | {"LOCAL_API_PORT": str(free_port()), "LOCAL_WS_PORT": str(free_port())}
+        return RuntimeProcess(STATE_DIR, STATE_DIR / "runtime.log", environment)
+
     try:
-        runtime.wait_until_serving(START_TIMEOUT_SECONDS)
+        runtime = start_serving(on_free_ports, START_TIMEOUT_SECONDS)
     except RuntimeError as failed:
         pytest.fail(str(failed), pytrace=False)
-    yield f"http://127.0.0.1:{port}"
+    endpoints = read_running_stack(runtime.state_file)
+    assert endpoints is not None
+    yield endpoints.api_url
     code, orphans = runtime.stop(timeout_seconds=STOP_TIMEOUT_SECONDS)
     assert not orphans, f"processes left behind by the local runtime: {orphans}\n{runtime.output()}"
     assert code == 0, f"the local runtime exited with {code}:\n{runtime.output()}"

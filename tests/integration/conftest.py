@@ -19,7 +19,7 @@ from functions.scores import apply_scores, get_standing, get_top10, post_score
 from leaderboard import aws, board, signing_keys
 from leaderboard.identity import Identity
 from local.in_process import InProcessStack, in_process_stack
-from local.processes import RuntimeProcess, free_port
+from local.processes import RuntimeProcess, free_port, start_serving
 from local.services import Endpoints
 from tests.conftest import FakeLambdaContext, load_event
 
@@ -198,12 +198,10 @@ class Runtime(RuntimeProcess):
 
 
 def start_runtime(project: Path, state_dir: Path) -> Runtime:
-    runtime = Runtime(project, state_dir)
     try:
-        runtime.wait_until_serving(60)
+        return start_serving(lambda: Runtime(project, state_dir), timeout_seconds=60)
     except RuntimeError as failed:
         pytest.fail(str(failed))
-    return runtime
 
 
 def stop_and_check_nothing_is_left(runtime: Runtime, signal_number: int) -> None:
