@@ -161,20 +161,12 @@ redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[4])
 return 1
 """
 
-# ARGV: lease token, lease ms, a fresh token. A publisher starting with a wake-up's lease swaps it for a token of its
-# own, so a duplicated wake-up (SQS delivers at least once) finds the lease taken and stops. 0 if another holds it.
-_ADOPT = """
+# ARGV: lease token, lease ms, the token to hold it with from now on (the same one to renew it, a fresh one to adopt
+# it). Keeps a publisher's lease alive, taking it back if it expired; 0 if another publisher holds it.
+_HOLD = """
 local holder = redis.call('GET', KEYS[6])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[2])
-return 1
-"""
-
-# ARGV: lease token, lease ms. Keeps a publisher's lease alive through a long cycle; 0 if another holds it.
-_RENEW = """
-local holder = redis.call('GET', KEYS[6])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
@@ -279,8 +271,7 @@ class Board:
         self._rank_changes = client.register_script(_RANK_CHANGES)
         self._published = client.register_script(_PUBLISHED)
         self._abandon = client.register_script(_ABANDON)
-        self._renew = client.register_script(_RENEW)
-        self._adopt = client.register_script(_ADOPT)
+        self._hold = client.register_script(_HOLD)
         self._claim = client.register_script(_CLAIM)
 
     def set_totals(self, totals: Iterable[PlayerTotal]) -> Written:
@@ -342,15 +333,18 @@ class Board:
         return outcome == 1
 
     def adopt(self, lease: str) -> str:
-        """Swap a wake-up's lease for a token of this publisher's own; raises LeaseLost if another holds it."""
+        """Swap a wake-up's lease for a token of this publisher's own, so a duplicated wake-up (SQS delivers at least
+        once) finds the lease taken; raises LeaseLost if another publisher holds it."""
         own = uuid.uuid4().hex
-        if not int(self._call(self._adopt, [lease, LEASE_MS, own])):
-            raise LeaseLost
+        self._hold_lease(lease, own)
         return own
 
     def renew(self, lease: str) -> None:
         """Keep the lease through a long cycle; raises LeaseLost if another publisher took it."""
-        if not int(self._call(self._renew, [lease, LEASE_MS])):
+        self._hold_lease(lease, lease)
+
+    def _hold_lease(self, lease: str, token: str) -> None:
+        if not int(self._call(self._hold, [lease, LEASE_MS, token])):
             raise LeaseLost
 
     def abandon(self, lease: str) -> None:

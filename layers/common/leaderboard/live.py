@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
+from itertools import batched
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -142,22 +143,25 @@ def _posts(board: Board, lease: str, snapshot: Snapshot) -> Iterator[Post]:
 
 def _chunks(posts: Iterable[Post]) -> Iterator[Chunk]:
     """Posts cut into chunks of at most POSTS_PER_CHUNK deliveries and BYTES_PER_CHUNK bytes of message body."""
+    empty = len(Chunk([]).body())
     chunk: list[Post] = []
-    count = size = 0
+    count, size = 0, empty
     for data, to in posts:
         # What the message costs inside a chunk's body: JSON-escaped, with its {"data":...,"to":[]} frame.
         data_bytes = len(_sqs_body({"data": data, "to": []})) + 1
         for connection_id in to:
+            id_bytes = len(connection_id.encode()) + 3
             new_entry = not chunk or chunk[-1][0] is not data
-            cost = len(connection_id.encode()) + 3 + (data_bytes if new_entry else 0)
-            if chunk and (count == POSTS_PER_CHUNK or size + cost > BYTES_PER_CHUNK):
+            if chunk and (
+                count == POSTS_PER_CHUNK or size + id_bytes + (data_bytes if new_entry else 0) > BYTES_PER_CHUNK
+            ):
                 yield Chunk(chunk)
-                chunk, count, size = [], 0, 12  # {"posts":[]}
-                new_entry, cost = True, len(connection_id.encode()) + 3 + data_bytes
+                chunk, count, size, new_entry = [], 0, empty, True
             if new_entry:
                 chunk.append((data, []))
+                size += data_bytes
             chunk[-1][1].append(connection_id)
-            count, size = count + 1, size + cost
+            count, size = count + 1, size + id_bytes
     if chunk:
         yield Chunk(chunk)
 
@@ -165,16 +169,11 @@ def _chunks(posts: Iterable[Post]) -> Iterator[Chunk]:
 def _queue(chunks: Iterable[Chunk]) -> None:
     """Send the chunks to FanoutQueue, ten per SendMessageBatch. A chunk SQS refuses fails the cycle: the lease is
     given back and the change published again by the next publisher."""
-    batch: list[Chunk] = []
-    for chunk in [*chunks, None]:
-        if chunk is not None:
-            batch.append(chunk)
-        if batch and (chunk is None or len(batch) == 10):
-            entries: Any = [{"Id": str(index), "MessageBody": chunk.body()} for index, chunk in enumerate(batch)]
-            response = sqs().send_message_batch(QueueUrl=settings.fanout_queue_url, Entries=entries)
-            if response.get("Failed"):
-                raise RuntimeError(f"FanoutQueue refused {len(response['Failed'])} chunks")
-            batch = []
+    for batch in batched(chunks, 10, strict=False):
+        entries: Any = [{"Id": str(index), "MessageBody": chunk.body()} for index, chunk in enumerate(batch)]
+        response = sqs().send_message_batch(QueueUrl=settings.fanout_queue_url, Entries=entries)
+        if response.get("Failed"):
+            raise RuntimeError(f"FanoutQueue refused {len(response['Failed'])} chunks")
 
 
 def publish_if_behind(board: Board, remaining_ms: Callable[[], int]) -> int:
