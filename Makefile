@@ -23,13 +23,13 @@ PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 .PHONY: help run invoke rebuild demo test lint typecheck unit integration template e2e bench clean
 
 help:
-	@echo "make run                              start the whole stack locally (page and API on :3000, WebSocket on :3001)"
+	@echo "make run                              start the whole stack locally (page and API on :3000, the live feed on :3001)"
 	@echo "make invoke FN=<LogicalId> EVENT=events/<file>.json   run one function on one event (no Docker)"
 	@echo "make rebuild                          restore the board in Redis from DynamoDB (local stack, or REDIS_URL)"
 	@echo "make demo [PLAYERS=12] [MINUTES=3]    simulated players on the running stack (watch http://127.0.0.1:3000/)"
 	@echo "make test                             lint, types, unit, integration, template checks, e2e"
 	@echo "make bench                            benchmarks -> bench/results.json, BENCHMARKS.md (BENCH_PLAYERS=N for a quick run)"
-	@echo "make e2e API_URL=https://... WS_URL=wss://...  the e2e suite against a deployed stack"
+	@echo "make e2e API_URL=https://... WS_URL=wss://... LIVE_HTTP_URL=https://...  the e2e suite against a deployed stack"
 
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
 	@echo "==> Setting up $(VENV) with $$($(PYTHON) --version) and the dev dependencies (first run takes about a minute)"
@@ -67,7 +67,7 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	@echo "==> mypy"
-	@$(VENV)/bin/mypy layers/common/leaderboard functions local scripts
+	@$(VENV)/bin/mypy layers/common/leaderboard functions local scripts clients
 
 unit: $(VENV)/.installed
 	@echo "==> unit tests"

@@ -168,7 +168,7 @@ def run() -> dict[str, float]:
                 figures = _scenario(counter, stack.sqs, queue_url, queue_arn, keyed=False)
                 figures |= _scenario(counter, stack.sqs, queue_url, queue_arn, keyed=True)
             finally:
-                redis.Redis.from_url(REDIS_URL).unlink(*board.board().keys)
+                redis.Redis.from_url(REDIS_URL).unlink(*board.board().keys.values())
                 for cached in caches:
                     cached.cache_clear()
     finally:

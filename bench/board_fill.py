@@ -70,7 +70,7 @@ def member(index: int) -> str:
 
 def drop(connection: "redis.Redis", board: Board) -> None:
     """Delete the board's keys without blocking Redis (UNLINK frees big keys in the background)."""
-    connection.unlink(*board.keys)
+    connection.unlink(*board.keys.values())
 
 
 def _command(name: str, key: str, count: int) -> str:
@@ -80,7 +80,7 @@ def _command(name: str, key: str, count: int) -> str:
 
 def fill(connection: "redis.Redis", board: Board, players: int, say: Callable[[str], None] | None = None) -> None:
     """Put `players` players (0..players-1) on an empty board, CHUNK at a time, pipelined."""
-    ranking, players_key, names = board.keys[:3]
+    ranking, players_key, names = (board.keys[name] for name in ("ranking", "players", "names"))
     pool = connection.connection_pool
     raw = pool.get_connection()
     try:
@@ -128,9 +128,9 @@ def check_layout(connection: "redis.Redis", board: Board, players: int) -> None:
     standing, _ = board.standing(user_id(index)) or (None, [])
     assert standing is not None, "Board.standing does not find a filled player"
     assert (standing.score, standing.user_name) == (total(index), display_name(index)), standing
-    before = connection.zcard(board.keys[0])
+    before = connection.zcard(board.keys["ranking"])
     board.set_totals(
         [PlayerTotal(user_id(index), display_name(index), total(index) + 1, version(index) + 1, reached_at_ms(index))]
     )
-    assert connection.zcard(board.keys[0]) == before, "set_totals did not find the filled member to replace"
-    assert connection.zscore(board.keys[0], member(index)) == total(index) + 1
+    assert connection.zcard(board.keys["ranking"]) == before, "set_totals did not find the filled member to replace"
+    assert connection.zscore(board.keys["ranking"], member(index)) == total(index) + 1

@@ -1,19 +1,26 @@
-"""Live pushes on the local runtime: from an accepted score to the top 10 arriving at WebSocket clients.
+"""The live feed on the local runtime: push latency, the publisher's work per change, and what an hour costs.
 
-`python -m local` runs as `make run` runs it (its own moto, Redis, worker processes), on free ports. One watcher
-player opens CLIENTS connections (through $connect and the authorizer, as a browser would); a scorer player then
-posts scores that change the top 10, one at a time. For each score, the clock starts when POST /v1/scores answers
-202 (the score is accepted) and stops, per client, when that client receives a top10 message with the scorer's new
-total. The path measured: SQS -> ApplyScores -> Redis and the publishing lease -> BoardChangesQueue -> PublishBoard
-(snapshot, the connections scanned from DynamoDB) -> FanoutQueue in chunks -> PostToConnections (boto3, parallel
-posts) -> the @connections endpoint -> the socket.
+`python -m local` runs as `make run` runs it (its own moto, Redis, worker processes, the emulated Event API), on free
+ports. Subscribers are AppSync Events clients (`clients.event_api`), each on a connection of its own, subscribed to
+`/boards/global` as `anonymous` (through the authorizer and the onSubscribe handler, as a browser would).
 
-`fanout_10k_s` is the posting alone: 10,000 clients connected, one board cut into chunks the way PublishBoard cuts
-it (`live._chunks`) and sent to FanoutQueue; the clock runs from the sending to the last client's arrival. It covers
-the FanoutQueue hop, the PostToConnections workers' boto3 posts and the @connections endpoint.
+- Push latency: a scorer posts scores that change the top 10, one at a time; the clock starts when POST /v1/scores
+  answers 202 and stops, per subscriber, when that subscriber receives a top10 holding the scorer's new total. The
+  path: SQS -> ApplyScores -> Redis and the publishing lease -> BoardChangesQueue -> PublishBoard -> LiveEventsQueue
+  -> PublishEvents (SigV4, HTTP) -> the Event API -> every subscriber.
+- The publisher's work per change, at 10 and at 10,000 subscribers: the AWS requests PublishBoard and PublishEvents
+  make (SQS requests from PublishBoard's log, HTTP publishes from PublishEvents'), and the CPU their worker processes
+  spend (/proc/<pid>/task/*/schedstat, nanoseconds), over changes made one at a time.
+- Cost: scores posted as fast as the scorer can for COST_SECONDS, so the board changes all the time, with the
+  budget at its defaults; the Event API's meter (`/_local/usage`) counts the publishes and deliveries, priced at
+  AppSync's $1 per million operations and $0.08 per million connection-minutes. The board's audience counter is set
+  to the scenario's viewers (as if each had subscribed once in the current window): 1,000 with 1,000 real
+  subscribers; 100,000 with 10,000 real ones (100,000 connections do not fit this machine), their deliveries
+  scaled by 10.
 """
 
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -21,47 +28,72 @@ import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
+import redis
 
-from leaderboard import live
+from clients.event_api import EventSocket
+from leaderboard.board import AUDIENCE_WINDOW_MS
 from local.processes import RuntimeProcess, free_port, start_serving
 from local.services import Endpoints
 
-ROOT = Path(__file__).parent.parent
 PASSWORD = "correct horse battery"  # noqa: S105 - a throwaway benchmark player
-SAMPLES = {1: 20, 1000: 10}
-FANOUT_CLIENTS = 10_000
+ANONYMOUS = "anonymous"
+BOARD = "/boards/global"
+SAMPLES = {1: 20, 1000: 10, 10_000: 5}
+WORK_CHANGES = 30
+WORK_SUBSCRIBERS = (10, 10_000)
+COST_SECONDS = 30
+COST_VIEWERS = {1000: 1000, 100_000: 10_000}  # viewers priced: real subscribers connected
 CONNECTS_IN_FLIGHT = 64
 PUSH_TIMEOUT_SECONDS = 60
+# AppSync Events (us-east-1 list prices, DESIGN.md §7).
+PRICE_PER_OPERATION = 1.00 / 1_000_000
+PRICE_PER_CONNECTION_MINUTE = 0.08 / 1_000_000
+# Viewers stay an hour: one connect and a subscription renewed every AUDIENCE_WINDOW_MS (each one subscribe and one
+# onSubscribe invocation, both billed operations).
+SUBSCRIPTIONS_PER_VIEWER_HOUR = 3_600_000 // AUDIENCE_WINDOW_MS
 
 
 class LocalStack(RuntimeProcess):
     """`python -m local` on free ports, stopped with Ctrl-C (SIGINT) as a user would."""
 
     def __init__(self) -> None:
-        self.api_port, self.ws_port = free_port(), free_port()
+        self.api_port, self.live_port = free_port(), free_port()
         state_dir = Path(tempfile.mkdtemp(prefix="bench-live-"))
-        environment = os.environ | {"LOCAL_API_PORT": str(self.api_port), "LOCAL_WS_PORT": str(self.ws_port)}
+        environment = os.environ | {"LOCAL_API_PORT": str(self.api_port), "LOCAL_EVENT_API_PORT": str(self.live_port)}
         super().__init__(state_dir, state_dir / "runtime.log", environment)
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
 
     @property
     def endpoints(self) -> Endpoints:
         return Endpoints.from_json(self.state_file.read_text())
 
-    def aws(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoints.aws_endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",  # noqa: S106 - moto's
-        )
+    @property
+    def live_host(self) -> str:
+        return f"127.0.0.1:{self.live_port}"
+
+    def usage(self) -> dict[str, Any]:
+        url = self.endpoints.live_http_url.removesuffix("/event") + "/_local/usage"
+        return dict(json.loads(_get(url)))
+
+    def log_lines(self, function_id: str, since: int) -> list[dict[str, Any]]:
+        """The structured log lines a function wrote to the runtime's output after byte `since`."""
+        prefix = f"[{function_id}] "
+        with self.log.open("rb") as output:
+            output.seek(since)
+            text = output.read().decode(errors="replace")
+        return [json.loads(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix + "{")]
+
+
+def _get(url: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - our own loopback URL
+        return bytes(answer.read())
 
 
 class Player:
@@ -69,6 +101,7 @@ class Player:
         self.http, self.api_url = http, api_url
         self.username = f"bench_{uuid.uuid4().hex[:10]}"
         self.user_id = self.token = ""
+        self.total = 0
 
     async def join(self) -> "Player":
         credentials = {"username": self.username, "password": PASSWORD}
@@ -88,131 +121,140 @@ class Player:
         async with self.http.post(f"{self.api_url}/v1/scores", json=body, headers=headers) as posted:
             accepted = time.monotonic()
             assert posted.status == 202, await posted.text()
+        self.total += score
         return accepted
 
 
-async def _connect(http: aiohttp.ClientSession, ws_url: str, token: str, gate: asyncio.Semaphore) -> Any:
-    async with gate:
-        for attempt in range(5):
-            try:
-                return await http.ws_connect(ws_url, params={"token": token}, heartbeat=None, max_msg_size=0)
-            except (aiohttp.ClientError, TimeoutError):
-                await asyncio.sleep(0.5 * (attempt + 1))
-        raise RuntimeError("could not connect")
+@dataclass
+class Subscriber:
+    socket: EventSocket
+    subscription: str
+
+    async def arrival(self, scorer_id: str, total: int) -> float:
+        """The moment this subscriber receives a top 10 that holds the scorer's `total`."""
+        while True:
+            message = await self.socket.next_event(self.subscription, timeout=PUSH_TIMEOUT_SECONDS)
+            if message.get("type") == "top10" and any(
+                entry["user_id"] == scorer_id and entry["score"] == total for entry in message["items"]
+            ):
+                return time.monotonic()
+
+    def drain(self) -> None:
+        while self.socket.pending_events(self.subscription):
+            self.socket._events[self.subscription].get_nowait()
 
 
-async def _arrival(socket: Any, scorer_id: str, total: int) -> float:
-    """The moment this client receives a top 10 that holds the scorer's `total`."""
-    while True:
-        message = json.loads(await socket.receive_str())
-        if message.get("type") == "top10" and any(
-            entry["user_id"] == scorer_id and entry["score"] == total for entry in message["items"]
-        ):
-            return time.monotonic()
+class Bench:
+    """One stack, one event loop, subscribers added as the measurements go."""
 
+    def __init__(self, stack: LocalStack, http: aiohttp.ClientSession) -> None:
+        self.stack, self.http = stack, http
+        self.subscribers: list[Subscriber] = []
 
-async def _clients(http: aiohttp.ClientSession, stack: LocalStack, token: str, count: int) -> list[Any]:
-    print(f"  connecting {count:,} clients", flush=True)
-    gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
-    return list(await asyncio.gather(*(_connect(http, stack.ws_url, token, gate) for _ in range(count))))
+    async def subscribe_up_to(self, count: int) -> None:
+        missing = count - len(self.subscribers)
+        if missing <= 0:
+            return
+        print(f"  subscribing {missing:,} more ({count:,} in all)", flush=True)
+        gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
+        self.subscribers += await asyncio.gather(*(self._subscriber(gate) for _ in range(missing)))
+        gc.collect()
+        gc.freeze()  # 10,000 sockets' objects: keep the collector off them while measuring
 
+    async def _subscriber(self, gate: asyncio.Semaphore) -> Subscriber:
+        async with gate:
+            for attempt in range(5):
+                try:
+                    socket = await EventSocket.connect(
+                        self.stack.endpoints.live_url, self.stack.live_host, ANONYMOUS, session=self.http
+                    )
+                    return Subscriber(socket, await socket.subscribe(BOARD))
+                except (aiohttp.ClientError, TimeoutError, ConnectionError):
+                    await asyncio.sleep(0.5 * (attempt + 1))
+            raise RuntimeError("could not subscribe")
 
-def _session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=120))
+    async def latencies(self, scorer: Player, samples: int) -> list[float]:
+        """Push latencies in ms, one per subscriber per sample (after one score that warms everything up)."""
+        found: list[float] = []
+        for sample in range(samples + 1):
+            for subscriber in self.subscribers:
+                subscriber.drain()
+            total = scorer.total + 1000
+            waiting = [asyncio.ensure_future(s.arrival(scorer.user_id, total)) for s in self.subscribers]
+            accepted = await scorer.play(1000)
+            arrivals = await asyncio.gather(*waiting)
+            if sample > 0:
+                found += [(arrival - accepted) * 1000 for arrival in arrivals]
+            await asyncio.sleep(0.5)  # apart from the previous publishing cycle
+        return found
 
-
-async def _push_latencies(stack: LocalStack, clients: int, samples: int) -> list[float]:
-    """Push latencies in ms, one per client per sample (after one score that warms every function up)."""
-    async with _session() as http:
-        watcher = await Player(http, stack.api_url).join()
-        scorer = await Player(http, stack.api_url).join()
-        sockets = await _clients(http, stack, watcher.token, clients)
-        latencies: list[float] = []
-        total = 0
-        try:
-            for sample in range(samples + 1):
-                total += 1000
-                waiting = [asyncio.ensure_future(_arrival(socket, scorer.user_id, total)) for socket in sockets]
-                accepted = await scorer.play(1000)
-                async with asyncio.timeout(PUSH_TIMEOUT_SECONDS):
-                    arrivals = await asyncio.gather(*waiting)
-                if sample > 0:
-                    latencies += [(arrival - accepted) * 1000 for arrival in arrivals]
-                await asyncio.sleep(0.5)  # apart from the previous publishing cycle
-        finally:
-            await asyncio.gather(*(socket.close() for socket in sockets))
-        return latencies
-
-
-async def _post_cpu_ms(stack: LocalStack, posts: int = 2000) -> float:
-    """CPU milliseconds one boto3 post_to_connection costs its caller (sequential posts to one live connection)."""
-    async with _session() as http:
-        watcher = await Player(http, stack.api_url).join()
-        (socket,) = await _clients(http, stack, watcher.token, 1)
-        (connection_id,) = _connection_ids(stack, watcher.user_id)
-        client = boto3.client(
-            "apigatewaymanagementapi",
-            endpoint_url=stack.endpoints.connections_url,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",  # noqa: S106 - nothing checks it locally
+    async def work_per_change(self, scorer: Player) -> tuple[float, float]:
+        """The publisher's AWS requests and CPU ms per board change, over WORK_CHANGES changes one at a time."""
+        await self.latencies(scorer, 2)  # every worker warm
+        since = self.stack.log.stat().st_size
+        cpu_before = _publisher_cpu_ns()
+        await self.latencies(scorer, WORK_CHANGES - 1)  # the warm-up score of latencies() counts too
+        await asyncio.sleep(1.0)  # the last invocations' log lines
+        cpu_ns = _publisher_cpu_ns() - cpu_before
+        sqs_requests = sum(line.get("requests", 0) for line in self.stack.log_lines("PublishBoardFunction", since))
+        publishes = sum(
+            line.get("sent", 0) + line.get("failed", 0) for line in self.stack.log_lines("PublishEventsFunction", since)
         )
+        return (sqs_requests + publishes) / WORK_CHANGES, cpu_ns / 1e6 / WORK_CHANGES
 
-        def post_all() -> float:
-            started = time.process_time()
-            for _ in range(posts):
-                client.post_to_connection(ConnectionId=connection_id, Data=b'{"type":"top10"}')
-            return (time.process_time() - started) * 1000 / posts
+    async def cost_per_hour(self, scorer: Player, viewers: int) -> dict[str, float]:
+        """Scores as fast as the scorer can for COST_SECONDS with the audience counted at `viewers`; the hour priced
+        from the publishes and deliveries metered."""
+        _set_audience(self.stack, viewers)
+        before = self.stack.usage()
+        stop = time.monotonic() + COST_SECONDS
+        while time.monotonic() < stop:
+            await scorer.play(1000)
+        await asyncio.sleep(2.0)  # the last cycle's publish
+        after = self.stack.usage()
+        for subscriber in self.subscribers:
+            subscriber.drain()
+        elapsed = COST_SECONDS + 2.0
+        per_hour = 3600 / elapsed
+        publishes = (after["events_published"] - before["events_published"]) * per_hour
+        deliveries = (after["deliveries"] - before["deliveries"]) * per_hour * viewers / len(self.subscribers)
+        operations = publishes + deliveries + viewers * (1 + 2 * SUBSCRIPTIONS_PER_VIEWER_HOUR)
+        cost = operations * PRICE_PER_OPERATION + viewers * 60 * PRICE_PER_CONNECTION_MINUTE
+        return {"publishes_per_hour": publishes, "deliveries_per_hour": deliveries, "usd_per_hour": cost}
 
-        reading = asyncio.ensure_future(_drain(socket, posts))
-        cpu_ms = await asyncio.to_thread(post_all)
-        await reading
-        await socket.close()
-        return cpu_ms
-
-
-def _connection_ids(stack: LocalStack, user_id: str) -> list[str]:
-    """The player's connections, as $connect recorded them (earlier measurements' may still be closing)."""
-    pages = (
-        stack.aws("dynamodb")
-        .get_paginator("scan")
-        .paginate(
-            TableName=stack.endpoints.identities["ConnectionsTable"].ref,
-            FilterExpression="user_id = :user",
-            ExpressionAttributeValues={":user": {"S": user_id}},
-        )
-    )
-    return [item["connection_id"]["S"] for page in pages for item in page["Items"]]
+    async def close(self) -> None:
+        await asyncio.gather(*(subscriber.socket.close() for subscriber in self.subscribers))
 
 
-async def _drain(socket: Any, count: int) -> None:
-    for _ in range(count):
-        await socket.receive_str()
+def _set_audience(stack: LocalStack, viewers: int) -> None:
+    """The board's audience counter as if `viewers` had subscribed once in the current window (and none before),
+    starting far enough from the window's end for a cost run to stay inside it."""
+    window_s = AUDIENCE_WINDOW_MS / 1000
+    if window_s - time.time() % window_s < COST_SECONDS + 10:
+        time.sleep(window_s - time.time() % window_s + 1)
+    client = redis.Redis.from_url(stack.endpoints.redis_url)
+    window = int(time.time() * 1000) // AUDIENCE_WINDOW_MS
+    client.set(f"leaderboard:{{global}}:viewers:{window}", viewers, px=2 * AUDIENCE_WINDOW_MS)
+    client.delete(f"leaderboard:{{global}}:viewers:{window - 1}")
 
 
-async def _fanout_seconds(stack: LocalStack, clients: int) -> float:
-    """Seconds from queuing one board for `clients` connections to the last arrival."""
-    async with _session() as http:
-        watcher = await Player(http, stack.api_url).join()
-        sockets = await _clients(http, stack, watcher.token, clients)
+def _publisher_cpu_ns() -> int:
+    """CPU nanoseconds spent so far by the PublishBoard and PublishEvents worker processes (every thread)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
         try:
-            connection_ids = _connection_ids(stack, watcher.user_id)
-            assert len(connection_ids) == clients, f"{len(connection_ids)} connections recorded for {clients} clients"
-            board = '{"type":"top10","seq":1,"items":[]}'
-            chunks = [chunk.body() for chunk in live._chunks([(board, connection_ids)])]
-            sqs, queue_url = stack.aws("sqs"), stack.endpoints.queue_urls["FanoutQueue"]
-            waiting = [asyncio.ensure_future(socket.receive_str()) for socket in sockets]
-            started = time.monotonic()
-            for first in range(0, len(chunks), 10):
-                entries = [
-                    {"Id": str(index), "MessageBody": body} for index, body in enumerate(chunks[first : first + 10])
-                ]
-                sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            async with asyncio.timeout(PUSH_TIMEOUT_SECONDS):
-                await asyncio.gather(*waiting)
-            return time.monotonic() - started
-        finally:
-            await asyncio.gather(*(socket.close() for socket in sockets))
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"worker.py" not in command or not (
+                b"publish_board.lambda_handler" in command or b"publish_events.lambda_handler" in command
+            ):
+                continue
+            for task in os.listdir(f"/proc/{pid}/task"):
+                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -220,31 +262,52 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run() -> dict[str, float]:
-    # Each client holds a socket, and so does the runtime: 10,000 clients need more than the usual 1,024 files.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, FANOUT_CLIENTS + 1024)), hard))
+async def _measure(stack: LocalStack) -> dict[str, float]:
     results: dict[str, float] = {}
-    stack = start_serving(LocalStack, timeout_seconds=120)
-    try:
-        for clients, samples in SAMPLES.items():
-            latencies = asyncio.run(_push_latencies(stack, clients, samples))
-            for name, value in (("p50", statistics.median(latencies)), ("p99", _percentile(latencies, 0.99))):
-                results[f"push_latency_{name}_ms_{clients}_clients"] = round(value, 1)
-            print(
-                f"  {clients:>6,} clients: p50 {results[f'push_latency_p50_ms_{clients}_clients']} ms,"
-                f" p99 {results[f'push_latency_p99_ms_{clients}_clients']} ms ({len(latencies):,} arrivals)",
-                flush=True,
-            )
-        results["boto3_post_cpu_ms"] = round(asyncio.run(_post_cpu_ms(stack)), 3)
-        print(f"  boto3_post_cpu_ms {results['boto3_post_cpu_ms']}", flush=True)
-        results["fanout_10k_s"] = round(asyncio.run(_fanout_seconds(stack, FANOUT_CLIENTS)), 2)
-        print(f"  fanout_10k_s {results['fanout_10k_s']}", flush=True)
-    finally:
-        stack.stop()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
+        scorer = await Player(http, stack.api_url).join()
+        bench = Bench(stack, http)
+        try:
+            for subscribers in sorted({*SAMPLES, *WORK_SUBSCRIBERS, *COST_VIEWERS.values()}):
+                await bench.subscribe_up_to(subscribers)
+                if subscribers in SAMPLES:
+                    latencies = await bench.latencies(scorer, SAMPLES[subscribers])
+                    for name, value in (("p50", statistics.median(latencies)), ("p99", _percentile(latencies, 0.99))):
+                        results[f"push_latency_{name}_ms_{subscribers}_clients"] = round(value, 1)
+                    print(
+                        f"  {subscribers:>6,} subscribers: p50 {results[f'push_latency_p50_ms_{subscribers}_clients']}"
+                        f" ms, p99 {results[f'push_latency_p99_ms_{subscribers}_clients']} ms"
+                        f" ({len(latencies):,} arrivals)",
+                        flush=True,
+                    )
+                if subscribers in WORK_SUBSCRIBERS:
+                    requests, cpu_ms = await bench.work_per_change(scorer)
+                    results[f"publisher_requests_per_change_{subscribers}_subscribers"] = round(requests, 2)
+                    results[f"publisher_cpu_ms_per_change_{subscribers}_subscribers"] = round(cpu_ms, 2)
+                    print(f"  {subscribers:>6,} subscribers: {requests:.2f} requests, {cpu_ms:.2f} ms CPU per change")
+                for viewers, real in COST_VIEWERS.items():
+                    if real == subscribers:
+                        cost = await bench.cost_per_hour(scorer, viewers)
+                        for name, value in cost.items():
+                            results[f"live_{name}_{viewers}_viewers"] = round(value, 2)
+                        print(f"  {viewers:>7,} viewers: ${cost['usd_per_hour']:.2f} an hour", flush=True)
+        finally:
+            await bench.close()
     return results
 
 
+def run() -> dict[str, float]:
+    # Each subscriber holds a socket, and so does the runtime: 10,000 need more than the usual 1,024 files.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * max(SAMPLES) + 1024)), hard))
+    stack = start_serving(LocalStack, timeout_seconds=120)
+    try:
+        return asyncio.run(_measure(stack))
+    finally:
+        stack.stop()
+
+
 if __name__ == "__main__":
-    for name, value in run().items():
-        print(f"{name:<40} {value}")
+    for key, figure in run().items():
+        print(f"{key:<55} {figure}")

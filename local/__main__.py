@@ -1,10 +1,10 @@
 """``python -m local`` (``make run``): serve template.yaml's stack on localhost, without Docker and without AWS.
 
 Starts moto's server with the template's tables, queues and secrets, the Secrets extension emulator and Redis (all
-empty at each start), then the HTTP API on http://127.0.0.1:3000 (``LOCAL_API_PORT``), the WebSocket API and its
-@connections endpoint on ws://127.0.0.1:3001 (``LOCAL_WS_PORT``) when the template has one, and the SQS event source
-mappings (pollers that feed each queue's consumer function). Functions start lazily, on their first request or
-batch. Ctrl-C or SIGTERM closes every WebSocket (running $disconnect) and stops everything it started.
+empty at each start), then the HTTP API on http://127.0.0.1:3000 (``LOCAL_API_PORT``), the Event API (AppSync
+Events) on ws://127.0.0.1:3001/event/realtime and http://127.0.0.1:3001/event (``LOCAL_EVENT_API_PORT``) when the
+template has one, and the SQS event source mappings (pollers that feed each queue's consumer function). Functions start
+lazily, on their first request or batch. Ctrl-C or SIGTERM closes every WebSocket and stops everything it started.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from local.event_api import EventApi, event_api_address, local_urls
 from local.event_sources import EventSourceMappings, SqsClient, poller_count
 from local.gateway import Gateway
+from local.plumbing import LISTEN_BACKLOG
 from local.services import (
     ACCESS_KEY_ID,
     SECRET_ACCESS_KEY,
@@ -30,8 +32,8 @@ from local.services import (
     read_running_stack,
     state_dir,
 )
-from local.template import SqsEventSource, Template, TemplateError, WebSocketApiSpec
-from local.websocket import WebSocketGateway, local_urls, websocket_address
+from local.specs import EventApiSpec, SqsEventSource
+from local.template import Template, TemplateError
 from local.workers import MAX_WORKERS_PER_FUNCTION, Workers
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +57,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m local",
         description="Serve template.yaml's stack on this machine, without Docker and without AWS.",
-        epilog="Environment: LOCAL_API_PORT (3000), LOCAL_API_HOST (127.0.0.1), LOCAL_WS_PORT (3001), "
-        "LOCAL_WS_HOST (127.0.0.1), REDIS_URL (else a Redis of its own), LOCAL_STATE_DIR (.local).",
+        epilog="Environment: LOCAL_API_PORT (3000), LOCAL_API_HOST (127.0.0.1), LOCAL_EVENT_API_PORT (3001), "
+        "LOCAL_EVENT_API_HOST (127.0.0.1), REDIS_URL (else a Redis of its own), LOCAL_STATE_DIR (.local).",
     )
     parser.add_argument("--template", type=Path, default=PROJECT_ROOT / "template.yaml", help="the SAM template")
     parser.add_argument(
@@ -106,9 +108,9 @@ def describe(template: Template, endpoints: Endpoints, state_file: Path, redis_s
         lines.append(line)
     if (template.root / "web").is_dir():
         lines.append(f"  {'GET /':<{width}}  -> web/ (static files)")
-    api = template.websocket_api(endpoints.identities)
+    api = template.event_api(endpoints.identities)
     if api is not None:
-        lines += describe_websocket(api, endpoints)
+        lines += describe_event_api(api, endpoints)
     lines += describe_queues(template, endpoints)
     caches = template.cache_resources()
     lines += [
@@ -129,22 +131,26 @@ def describe(template: Template, endpoints: Endpoints, state_file: Path, redis_s
     return "\n".join(lines)
 
 
-def describe_websocket(api: WebSocketApiSpec, endpoints: Endpoints) -> list[str]:
-    """The WebSocket API's routes and its @connections endpoint, for the console."""
-    lines = [f"WebSocket    {endpoints.ws_url}  (any path; routes by {api.route_selection_expression})"]
-    width = max((len(route_key) for route_key in api.routes), default=0)
-    for route in api.routes.values():
-        line = f"  {route.route_key:<{width}}  -> {route.function_id or '(no integration)'}"
-        if route.authorizer:
-            sources = ", ".join(route.authorizer.identity_sources)
-            line += f"  (authorizer {route.authorizer.function_id} on {sources}, not cached)"
-        if route.route_response:
-            line += "  (route response: answers the sender)"
+def describe_event_api(api: EventApiSpec, endpoints: Endpoints) -> list[str]:
+    """The Event API: its endpoints, auth modes, namespaces with their handlers, and the authorizer, for the console."""
+    lines = [
+        f"Event API    {endpoints.live_url}  ({api.logical_id}; connect {', '.join(api.connection_auth)})",
+        f"  publish    {endpoints.live_http_url}  (what functions get for {api.http_url})",
+    ]
+    width = max((len(name) for name in api.namespaces), default=0)
+    for namespace in api.namespaces.values():
+        line = f"  /{namespace.name:<{width}}  publish {', '.join(namespace.publish_auth)}"
+        line += f", subscribe {', '.join(namespace.subscribe_auth)}"
+        for kind, handler in (("onPublish", namespace.on_publish), ("onSubscribe", namespace.on_subscribe)):
+            if handler is not None:
+                line += f", {kind} -> {handler.function_id} ({handler.invoke_type})"
         lines.append(line)
-    rewritten = [deployed for deployed in endpoints.url_rewrites if deployed.startswith("https://")]
+    if api.authorizer is not None:
+        lines.append(
+            f"  AWS_LAMBDA -> {api.authorizer.function_id}  (cached {api.authorizer.ttl_seconds} s unless ttlOverride)"
+        )
     lines.append(
-        f"@connections {endpoints.connections_url}/@connections/{{connectionId}}"
-        + (f"  (what functions get for {rewritten[0]}/...)" if rewritten else "")
+        f"  usage      {endpoints.live_http_url.removesuffix('/event')}/_local/usage  (local only: AppSync's meter)"
     )
     return lines
 
@@ -184,31 +190,30 @@ async def listen(runner: web.AppRunner, host: str, port: int, variable: str) -> 
     """Start serving ``runner`` on ``host:port``."""
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG).start()
     except OSError as exc:
         raise ServiceError(f"cannot listen on {host}:{port} ({exc.strerror}); set {variable}") from exc
 
 
 async def serve(template: Template, endpoints: Endpoints, host: str, port: int, redis_started: bool) -> None:
-    """Serve the APIs over the started services until SIGINT, SIGTERM or SIGHUP; then close the WebSockets (running
-    $disconnect) and stop the pollers and the workers."""
+    """Serve the APIs over the started services until SIGINT, SIGTERM or SIGHUP; then close the WebSockets and stop the
+    pollers and the workers."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signal_number, stop.set)
 
     state_file = state_dir(template) / "stack.json"
-    websocket_api = template.websocket_api(endpoints.identities)
-    ws_host, ws_port = websocket_address()
-    if websocket_api is not None:
-        # Known before any worker exists: their environment points at the local @connections endpoint.
-        endpoints.ws_url = f"ws://{ws_host}:{ws_port}/{websocket_api.stage}"
-        endpoints.connections_url = f"http://{ws_host}:{ws_port}/{websocket_api.stage}"
-        endpoints.url_rewrites |= local_urls(websocket_api, ws_host, ws_port)
+    event_api = template.event_api(endpoints.identities)
+    live_host, live_port = event_api_address()
+    if event_api is not None:
+        # Known before any worker exists: their environment (EVENT_API_URL) points at the local Event API.
+        endpoints.live_url = f"ws://{live_host}:{live_port}/event/realtime"
+        endpoints.live_http_url = f"http://{live_host}:{live_port}/event"
+        endpoints.url_rewrites |= local_urls(event_api, live_host, live_port)
     workers = Workers(template, endpoints, relay_function_output)
     runner: web.AppRunner | None = None
-    ws_gateway: WebSocketGateway | None = None
-    ws_runner: web.AppRunner | None = None
+    live_runner: web.AppRunner | None = None
     mappings: EventSourceMappings | None = None
     try:
         for function_id in template.function_ids():
@@ -224,25 +229,22 @@ async def serve(template: Template, endpoints: Endpoints, host: str, port: int, 
         runner = web.AppRunner(gateway.app(), access_log=None)
         await listen(runner, host, port, "LOCAL_API_PORT")
         endpoints.api_url = f"http://{host}:{port}"
-        if websocket_api is not None:
-            ws_gateway = WebSocketGateway(websocket_api, workers, say=say)
-            ws_runner = web.AppRunner(ws_gateway.app(), access_log=None)
-            await listen(ws_runner, ws_host, ws_port, "LOCAL_WS_PORT")
+        if event_api is not None:
+            live_runner = web.AppRunner(EventApi(event_api, workers, say=say).app(), access_log=None)
+            await listen(live_runner, live_host, live_port, "LOCAL_EVENT_API_PORT")
         sqs = SqsClient(endpoints.aws_endpoint_url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, endpoints.session_token)
         mappings = EventSourceMappings(sources, sqs, workers, say)
         mappings.start()
         write_state(state_file, endpoints)
         say(describe(template, endpoints, state_file, redis_started))
         await stop.wait()
-        say("Stopping: HTTP API, WebSockets ($disconnect), SQS pollers, workers, Redis, moto...")
+        say("Stopping: HTTP API, Event API, SQS pollers, workers, Redis, moto...")
     finally:
         remove_state(state_file)
         if runner is not None:
             await runner.cleanup()
-        if ws_gateway is not None:
-            await ws_gateway.close_all()  # while the workers still run $disconnect
-        if ws_runner is not None:
-            await ws_runner.cleanup()
+        if live_runner is not None:
+            await live_runner.cleanup()  # closes every WebSocket
         if mappings is not None:
             await mappings.stop()
         await workers.stop()

@@ -34,7 +34,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from local.template import REGION, SqsEventSource
+from local.specs import SqsEventSource
+from local.template import REGION
 from local.workers import MAX_WORKERS_PER_FUNCTION, Invocation, Invoker
 
 # Lambda's pollers long-poll for 20 s, SQS's maximum.

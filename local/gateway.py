@@ -1,16 +1,14 @@
 """The HTTP API, as API Gateway (HTTP API, payload format 2.0) serves it: routes, the Lambda authorizer with its
 cache, the event a function receives, how its result becomes the HTTP response, and API Gateway's own answers
-(``{"message": "Not Found"}`` and friends).
+(``{"message": "Not Found"}`` and friends, from ``local.plumbing``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import fnmatch
 import json
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -21,7 +19,17 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from local.template import ACCOUNT_ID, LOCAL_API_ID, REGION, HttpRoute, LambdaAuthorizer
+from local.plumbing import (
+    AuthorizerCache,
+    failure,
+    forwarded_headers,
+    gateway_error,
+    invoke_within,
+    is_utf8,
+    request_id,
+)
+from local.specs import HttpRoute, LambdaAuthorizer
+from local.template import ACCOUNT_ID, LOCAL_API_ID, REGION
 from local.workers import Invocation, Invoker
 
 # API Gateway's request payload quota for HTTP APIs, and its maximum integration timeout.
@@ -37,13 +45,6 @@ _TEXT_MEDIA_TYPES = re.compile(
 _SERVER_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 Say = Callable[[str], None]
-
-
-def gateway_error(status: int, message: str, request_id: str = "") -> web.Response:
-    """One of API Gateway's own answers, e.g. 404 ``{"message":"Not Found"}``."""
-    headers = {"apigw-requestid": request_id} if request_id else {}
-    body = json.dumps({"message": message}, separators=(",", ":"))
-    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
 
 # --- Routes ---
@@ -123,28 +124,16 @@ class RequestFacts:
     @classmethod
     async def read(cls, request: web.Request) -> RequestFacts:
         """Collect the facts of an aiohttp request (reads the body)."""
-        body = await request.read()
-        source_ip = request.remote or "127.0.0.1"
-        forwarded = request.headers.get("X-Forwarded-For")
-        headers = [
-            (name.lower(), value) for name, value in request.headers.items() if name.lower() != "x-forwarded-for"
-        ]
-        # API Gateway appends the caller's address to X-Forwarded-For and says how the request came in.
-        headers += [
-            ("x-forwarded-for", f"{forwarded}, {source_ip}" if forwarded else source_ip),
-            ("x-forwarded-port", str(request.url.port or 80)),
-            ("x-forwarded-proto", request.scheme),
-        ]
         return cls(
             method=request.method,
             raw_path=request.raw_path.split("?", 1)[0],
             path=request.path,
             raw_query=request.query_string,
-            headers=headers,
-            source_ip=source_ip,
+            headers=forwarded_headers(request),
+            source_ip=request.remote or "127.0.0.1",
             host=request.host,
-            body=body,
-            request_id=base64.b64encode(secrets.token_bytes(10)).decode(),
+            body=await request.read(),
+            request_id=request_id(),
             received=datetime.now(UTC),
         )
 
@@ -233,7 +222,7 @@ def http_event(
         event["requestContext"]["authorizer"] = {"lambda": dict(authorizer_context)}
     if facts.body:
         media_type = (facts.header("content-type") or "").split(";", 1)[0].strip().lower()
-        as_text = _TEXT_MEDIA_TYPES.match(media_type) if media_type else _is_utf8(facts.body)
+        as_text = _TEXT_MEDIA_TYPES.match(media_type) if media_type else is_utf8(facts.body)
         if as_text:
             event["body"] = facts.body.decode("utf-8", errors="replace")
             event["isBase64Encoded"] = False
@@ -257,14 +246,6 @@ def authorizer_event(
     event = {"type": "REQUEST", "routeArn": route_arn(facts), "identitySource": identity}
     event |= _common_fields(facts, route, path_parameters)
     return event
-
-
-def _is_utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 # --- Responses ---
@@ -364,30 +345,6 @@ def _as_list(value: Any) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else [str(value)]
 
 
-class AuthorizerCache:
-    """API Gateway's authorizer cache: answers (allow and deny) keyed by the identity source values."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._entries: dict[tuple[str, tuple[str, ...]], tuple[float, AuthorizerAnswer]] = {}
-
-    def get(self, authorizer: LambdaAuthorizer, identity: list[str]) -> AuthorizerAnswer | None:
-        """The cached answer for these identity values, if still fresh."""
-        key = (authorizer.name, tuple(identity))
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if self._clock() >= entry[0]:
-            del self._entries[key]
-            return None
-        return entry[1]
-
-    def put(self, authorizer: LambdaAuthorizer, identity: list[str], answer: AuthorizerAnswer) -> None:
-        """Remember an answer for ``ReauthorizeEvery`` seconds (0: not at all)."""
-        if authorizer.ttl_seconds > 0 and identity:
-            self._entries[(authorizer.name, tuple(identity))] = (self._clock() + authorizer.ttl_seconds, answer)
-
-
 # --- The gateway ---
 
 
@@ -402,14 +359,15 @@ class Gateway:
         *,
         web_dir: Path | None = None,
         say: Say = print,
-        cache: AuthorizerCache | None = None,
+        cache: AuthorizerCache[tuple[str, tuple[str, ...]], AuthorizerAnswer] | None = None,
     ) -> None:
         self.routes = RouteTable(routes)
         self._authorizers = dict(authorizers)
         self._invoker = invoker
         self._web_dir = web_dir.resolve() if web_dir and web_dir.is_dir() else None
         self._say = say
-        self._cache = cache or AuthorizerCache()
+        # API Gateway keys an authorizer's answers by its identity source values.
+        self._cache: AuthorizerCache[tuple[str, tuple[str, ...]], AuthorizerAnswer] = cache or AuthorizerCache()
         for route in self.routes.routes:
             if route.authorizer and route.authorizer not in self._authorizers:
                 raise ValueError(f"route {route.route_key} uses unknown authorizer {route.authorizer}")
@@ -449,11 +407,8 @@ class Gateway:
             authorizer_context = decision
         event = http_event(facts, route, path_parameters, authorizer_context)
         timeout_ms = min(route.timeout_ms, MAX_INTEGRATION_TIMEOUT_MS)
-        invocation = asyncio.ensure_future(self._invoker.invoke(route.function_id, event))
-        try:
-            # The function keeps running past API Gateway's timeout, as on AWS; only the caller stops waiting.
-            outcome = await asyncio.wait_for(asyncio.shield(invocation), timeout_ms / 1000)
-        except TimeoutError:
+        outcome = await invoke_within(self._invoker, route.function_id, event, timeout_ms)
+        if outcome is None:
             return gateway_error(503, "Service Unavailable", facts.request_id), route.function_id
         return self._function_response(outcome, facts, route.function_id), route.function_id
 
@@ -476,18 +431,19 @@ class Gateway:
             # A missing identity source: API Gateway refuses without calling the authorizer.
             return gateway_error(401, "Unauthorized", facts.request_id)
         values = [value for value in identity if value]
-        answer = self._cache.get(authorizer, values)
+        answer = self._cache.get((authorizer.name, tuple(values)))
         if answer is None:
             event = authorizer_event(facts, route, path_parameters, values)
             outcome = await self._invoker.invoke(authorizer.function_id, event)
             try:
                 if outcome.error is not None:
-                    raise AuthorizerFailure(f"{outcome.error.error_type}: {outcome.error.message}")
+                    raise AuthorizerFailure(failure(outcome))
                 answer = parse_authorizer_result(outcome.result, authorizer.simple_responses)
             except AuthorizerFailure as exc:
                 self._say(f"authorizer {authorizer.name} failed: {exc}")
                 return gateway_error(500, "Internal Server Error", facts.request_id)
-            self._cache.put(authorizer, values, answer)
+            # Without identity sources API Gateway caches nothing.
+            self._cache.put((authorizer.name, tuple(values)), answer, authorizer.ttl_seconds if values else 0)
         if not answer.allows(route_arn(facts)):
             return gateway_error(403, "Forbidden", facts.request_id)
         return answer.context

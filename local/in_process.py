@@ -9,9 +9,9 @@ the runtime's server (local.moto_server): concurrent requests are atomic as on A
 Nothing polls the queues here: a test receives the messages itself and calls the consumer with
 `local.event_sources.sqs_event(messages, queue_arn)`, the event Lambda would build.
 
-With `websocket=True` the template's WebSocket API and its @connections endpoint are served too, from a thread, on a
-free port (`ws_url`, `connections_url`); its routes call the handlers in this process, and the functions' environment
-points at it wherever the template names the deployed API (CONNECTIONS_ENDPOINT).
+With `event_api=True` the template's Event API (AppSync Events) is served too, from a thread, on a free port
+(`live_url`, `live_http_url`); its authorizer and handlers are the handlers in this process, and the functions'
+environment points at it wherever the template names the deployed API (EVENT_API_URL).
 """
 
 import asyncio
@@ -31,9 +31,11 @@ import boto3
 from moto import mock_aws
 
 from local import moto_server, secrets_extension
+from local.event_api import EventApi, local_urls
+from local.plumbing import serve_in_thread
 from local.services import cache_identities, local_url, provision
-from local.template import FunctionSpec, ResourceIdentity, Template, TemplateError
-from local.websocket import WebSocketGateway, local_urls, serve_in_thread
+from local.specs import FunctionSpec, ResourceIdentity
+from local.template import Template, TemplateError
 from local.worker import LambdaContext
 from local.workers import FunctionError, Invocation
 
@@ -60,9 +62,10 @@ class InProcessStack:
     dynamodb: "DynamoDBClient"
     secretsmanager: "SecretsManagerClient"
     sqs: "SQSClient"
-    # Where the WebSocket API and its @connections endpoint listen (with `websocket=True`, else "").
-    ws_url: str = ""
-    connections_url: str = ""
+    # Where the Event API listens (with `event_api=True`, else ""): clients connect to live_url, publishers POST to
+    # live_http_url.
+    live_url: str = ""
+    live_http_url: str = ""
 
     def physical_id(self, logical_id: str) -> str:
         """The table name, secret ARN, queue URL... that `Ref` gives for a resource."""
@@ -76,8 +79,8 @@ class InProcessStack:
 class InProcessFunctions:
     """Invokes the template's handlers in this process, each call in a thread (an `Invoker`, as the workers are).
 
-    A handler is imported as the package its CodeUri names: `functions/live/` + `open_connection.lambda_handler` is
-    `functions.live.open_connection`, the module tests import. Events and results go through JSON, as with Lambda.
+    A handler is imported as the package its CodeUri names: `functions/live/` + `on_subscribe.lambda_handler` is
+    `functions.live.on_subscribe`, the module tests import. Events and results go through JSON, as with Lambda.
     """
 
     def __init__(self, template: Template, identities: Mapping[str, ResourceIdentity]) -> None:
@@ -118,13 +121,13 @@ def in_process_stack(
     template_path: Path = TEMPLATE,
     extension_cache_seconds: float = 0,
     redis_url: str | None = None,
-    websocket: bool = False,
+    event_api: bool = False,
 ) -> Iterator[InProcessStack]:
     """Provision the template in `mock_aws` and set the environment the functions would see; undo both after.
 
     `extension_cache_seconds` is the emulated extension's cache (the real one keeps a secret 300 s by default).
     `redis_url` is the Redis the functions get (REDIS_URL, as the local runtime gives its own Redis to every function).
-    `websocket` serves the template's WebSocket API too; leaving the stack closes its connections ($disconnect runs).
+    `event_api` serves the template's Event API too; leaving the stack closes its connections.
     Callers reset what the functions cache per process (SDK clients, keys) so each use starts cold.
     """
     environment = {key: value for key, value in os.environ.items() if key != "AWS_ENDPOINT_URL"} | _FAKE_AWS
@@ -139,15 +142,18 @@ def in_process_stack(
             secrets_extension.serve(session_token=SESSION_TOKEN, cache_ttl_seconds=extension_cache_seconds)
         )
         rewrites: dict[str, str] = {}
-        ws_url = connections_url = ""
-        if websocket:
-            api = template.websocket_api(identities)
+        live_url = live_http_url = ""
+        if event_api:
+            api = template.event_api(identities)
             if api is None:
-                raise TemplateError(f"{template.path.name} has no WebSocket API")
-            gateway = WebSocketGateway(api, InProcessFunctions(template, identities), say=lambda _: None)
-            port = running.enter_context(serve_in_thread(gateway))
+                raise TemplateError(f"{template.path.name} has no Event API")
+            functions = InProcessFunctions(template, identities)
+            # The handlers sign publishes with the credentials mock_aws gives this process.
+            credentials = (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+            live = EventApi(api, functions, say=lambda _: None, credentials=credentials)
+            port = running.enter_context(serve_in_thread(live.app))
             rewrites = local_urls(api, "127.0.0.1", port)
-            ws_url, connections_url = f"ws://127.0.0.1:{port}/{api.stage}", f"http://127.0.0.1:{port}/{api.stage}"
+            live_url, live_http_url = f"ws://127.0.0.1:{port}/event/realtime", f"http://127.0.0.1:{port}/event"
         for function_id in template.function_ids():
             variables = template.function(function_id, identities).environment
             os.environ.update({name: local_url(value, rewrites) for name, value in variables.items()})
@@ -159,6 +165,6 @@ def in_process_stack(
             boto3.client("dynamodb"),
             boto3.client("secretsmanager"),
             boto3.client("sqs"),
-            ws_url=ws_url,
-            connections_url=connections_url,
+            live_url=live_url,
+            live_http_url=live_http_url,
         )

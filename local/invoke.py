@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from local.event_api import event_api_address, local_urls
 from local.services import (
     Endpoints,
     LocalServices,
@@ -28,7 +29,6 @@ from local.services import (
     state_dir,
 )
 from local.template import Template, TemplateError
-from local.websocket import local_urls, websocket_address
 from local.workers import FunctionPool, Invocation, lambda_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -96,10 +96,10 @@ def run(template: Template, function_id: str, event: Any) -> Invocation:
     services = LocalServices(template, state_dir(template), log, clear_redis=False)
     try:
         endpoints = services.start()
-        websocket_api = template.websocket_api(endpoints.identities)
-        if websocket_api is not None:
-            # No WebSocket API runs here, but a post to it must fail locally rather than reach AWS.
-            endpoints.url_rewrites |= local_urls(websocket_api, *websocket_address())
+        event_api = template.event_api(endpoints.identities)
+        if event_api is not None:
+            # No Event API runs here, but a publish to it must fail locally rather than reach AWS.
+            endpoints.url_rewrites |= local_urls(event_api, *event_api_address())
         return asyncio.run(invoke_once(template, function_id, event, endpoints))
     finally:
         services.stop()

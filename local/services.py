@@ -27,10 +27,10 @@ import redis
 
 from local import secrets_extension
 from local.processes import free_port, pid_alive, start_process, stop_process
+from local.specs import ResourceIdentity
 from local.template import (
     CACHE_TYPES,
     REGION,
-    ResourceIdentity,
     Template,
     TemplateError,
     cache_identity,
@@ -38,7 +38,8 @@ from local.template import (
     physical_name,
 )
 
-# Fake credentials: moto accepts any, and the Secrets extension checks the session token like on AWS.
+# Fake credentials: moto accepts any, the Secrets extension checks the session token and the Event API the SigV4
+# signatures made with them, like on AWS.
 ACCESS_KEY_ID = "ASIALOCALSTACKEXAMPLE"
 SECRET_ACCESS_KEY = "local-secret-access-key"  # noqa: S105 - a fake credential for moto
 # Keys the product code owns in Redis; "start clean" against someone else's Redis deletes only these.
@@ -64,10 +65,10 @@ class Endpoints:
     # Queue URL by logical id (also in ``identities``; here for tests, benchmarks and scripts to find them).
     queue_urls: dict[str, str] = field(default_factory=dict)
     api_url: str = ""
-    # The WebSocket API (clients connect to ws_url) and its @connections endpoint, when the template has one.
-    ws_url: str = ""
-    connections_url: str = ""
-    # A deployed API's address -> its local twin (e.g. https://{api-id}.execute-api... -> http://127.0.0.1:3001).
+    # The Event API, when the template has one: clients connect to live_url, publishers POST to live_http_url.
+    live_url: str = ""
+    live_http_url: str = ""
+    # A deployed API's address -> its local twin (e.g. https://{api-id}.appsync-api... -> http://127.0.0.1:3001).
     url_rewrites: dict[str, str] = field(default_factory=dict)
     pid: int = 0
 

@@ -2,11 +2,11 @@
 
 The loader understands the short intrinsic tags (``!Ref``, ``!Sub``...), the resolver evaluates the intrinsics
 against parameter defaults, conditions, mappings, pseudo parameters and the physical identities of the resources,
-and the ``Template`` class turns the result into plain specs: functions with their merged Globals, HTTP routes,
-authorizers, queues, the SQS event sources that feed functions, and the WebSocket API (raw ``AWS::ApiGatewayV2``
-resources: routes, integrations, the ``$connect`` authorizer, route responses, the stage). Resources with no meaning on
-one machine (VPC, subnets, security groups, ElastiCache...) get placeholder identities so the intrinsics naming them
-resolve.
+and the ``Template`` class turns the result into the plain specs of ``local.specs``: functions with their merged
+Globals, HTTP routes, authorizers, queues, the SQS event sources that feed functions, and the Event API (AWS AppSync
+Events: the ``AWS::AppSync::Api``, its channel namespaces, their DIRECT Lambda handlers through data sources, the Lambda
+authorizer). Resources with no meaning on one machine (VPC, subnets, security groups, ElastiCache, IAM roles, Lambda
+permissions...) get placeholder identities so the intrinsics naming them resolve.
 """
 
 from __future__ import annotations
@@ -16,11 +16,27 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from local.specs import (
+    AWS_IAM,
+    AWS_LAMBDA,
+    EVENT,
+    REQUEST_RESPONSE,
+    ChannelHandler,
+    ChannelNamespaceSpec,
+    EventApiSpec,
+    EventAuthorizer,
+    FunctionSpec,
+    HttpRoute,
+    LambdaAuthorizer,
+    QueueSpec,
+    SqsEventSource,
+)
+from local.specs import ResourceIdentity as ResourceIdentity  # re-exported: Template takes and returns identities
 
 STACK_NAME = "leaderboard-local"
 REGION = "us-east-1"
@@ -88,171 +104,6 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-# --- Specs the rest of the runtime works with ---
-
-
-@dataclass(frozen=True)
-class ResourceIdentity:
-    """What ``Ref`` and ``Fn::GetAtt`` return for one resource once it exists."""
-
-    ref: str
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class HttpRoute:
-    """One ``HttpApi`` event: ``method path`` served by a function, with its authorizer (None = open route)."""
-
-    method: str
-    path: str
-    function_id: str
-    authorizer: str | None
-    timeout_ms: int = 30_000
-
-    @property
-    def route_key(self) -> str:
-        """API Gateway's routeKey, e.g. ``POST /v1/logout``."""
-        return f"{self.method} {self.path}"
-
-
-@dataclass(frozen=True)
-class LambdaAuthorizer:
-    """An HttpApi Lambda REQUEST authorizer as API Gateway would configure it."""
-
-    name: str
-    function_id: str
-    payload_format: str
-    simple_responses: bool
-    identity_headers: tuple[str, ...]
-    identity_query_strings: tuple[str, ...]
-    ttl_seconds: int
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """An ``AWS::Serverless::Function`` with Globals merged in and every intrinsic it needs resolved."""
-
-    logical_id: str
-    name: str
-    arn: str
-    code_dir: Path
-    handler: str
-    layer_dirs: tuple[Path, ...]
-    timeout_seconds: int
-    memory_mb: int
-    runtime: str
-    environment: dict[str, str]
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    """An ``AWS::SQS::Queue`` as it exists locally, with what its consumers and the console need."""
-
-    logical_id: str
-    url: str
-    arn: str
-    name: str
-    visibility_timeout_seconds: int
-    fifo: bool
-    dead_letter_arn: str | None = None
-    max_receive_count: int | None = None
-
-
-@dataclass(frozen=True)
-class SqsEventSource:
-    """An ``SQS`` event of a function: the event source mapping Lambda would poll the queue with."""
-
-    function_id: str
-    event_name: str
-    queue: QueueSpec
-    batch_size: int
-    batching_window_seconds: int
-    report_batch_item_failures: bool
-    maximum_concurrency: int | None = None
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
-class WebSocketAuthorizer:
-    """An ``AWS::ApiGatewayV2::Authorizer`` of a WebSocket API: a Lambda REQUEST authorizer (only ``$connect`` has one).
-
-    ``identity_sources`` are API Gateway's expressions, e.g. ``route.request.querystring.token``; when one of them is
-    missing or empty, API Gateway answers 401 without calling the function.
-    """
-
-    logical_id: str
-    name: str
-    function_id: str
-    identity_sources: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class WebSocketRoute:
-    """One ``AWS::ApiGatewayV2::Route`` with its Lambda proxy integration.
-
-    ``function_id`` is None for a route without an integration. ``route_response`` says whether the integration's
-    answer goes back to the sender (a ``RouteResponse`` exists for the route: two-way), else it is dropped.
-    """
-
-    route_key: str
-    function_id: str | None
-    authorizer: WebSocketAuthorizer | None = None
-    route_response: bool = False
-    timeout_ms: int = 29_000
-
-
-@dataclass(frozen=True)
-class WebSocketApiSpec:
-    """An ``AWS::ApiGatewayV2::Api`` with ``ProtocolType: WEBSOCKET``, as deployed to its one stage."""
-
-    logical_id: str
-    api_id: str
-    name: str
-    stage: str
-    route_selection_expression: str
-    routes: dict[str, WebSocketRoute]
-    stage_variables: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        """What clients connect to on AWS: ``wss://{api-id}.execute-api.{region}.amazonaws.com/{stage}``."""
-        return f"{websocket_endpoint(self.api_id)}/{self.stage}"
-
-    @property
-    def connections_url(self) -> str:
-        """The @connections (management) API on AWS: ``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``."""
-        return f"{execute_api_endpoint(self.api_id)}/{self.stage}"
-
-    @property
-    def route_selection_path(self) -> tuple[str, ...]:
-        """The fields of the JSON body that select a route: ``$request.body.action`` -> ``("action",)``."""
-        return tuple(self.route_selection_expression.split(".")[2:])
-
-    def route_arn(self, route_key: str) -> str:
-        """The ARN API Gateway names a route by in authorizer events (``methodArn``) and checks policies against."""
-        return f"arn:{PARTITION}:execute-api:{REGION}:{ACCOUNT_ID}:{self.api_id}/{self.stage}/{route_key}"
-
-
-# API Gateway's integration timeout for WebSocket APIs: 50 ms to 29 s, 29 s by default.
-WEBSOCKET_MIN_TIMEOUT_MS = 50
-WEBSOCKET_MAX_TIMEOUT_MS = 29_000
-# Where a WebSocket authorizer may take its identity from (``context.*`` variables are not emulated).
-_IDENTITY_SOURCE = re.compile(r"^(route\.request\.header|route\.request\.querystring|stageVariables)\.(.+)$")
-# A Lambda integration or authorizer names its function in an API Gateway invocation URI (or, for Lambda proxy
-# integrations, directly by ARN).
-_LAMBDA_INVOCATION_URI = re.compile(r"^arn:[^:]+:apigateway:[^:]+:lambda:path/[^/]+/functions/(.+)/invocations$")
-
-
-def execute_api_endpoint(api_id: str) -> str:
-    """``https://{api-id}.execute-api.{region}.amazonaws.com``: an API's address on AWS."""
-    return f"https://{api_id}.execute-api.{REGION}.{URL_SUFFIX}"
-
-
-def websocket_endpoint(api_id: str) -> str:
-    """``wss://{api-id}.execute-api.{region}.amazonaws.com``: a WebSocket API's ``ApiEndpoint``."""
-    return f"wss://{api_id}.execute-api.{REGION}.{URL_SUFFIX}"
-
-
 # Lambda's limits for SQS event source mappings.
 SQS_MAX_BATCH_SIZE = 10_000
 SQS_FIFO_MAX_BATCH_SIZE = 10
@@ -276,17 +127,6 @@ _PLACEHOLDER_IDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "AWS::EC2::NatGateway": ("nat", ("NatGatewayId",)),
     "AWS::EC2::EIP": ("eipalloc", ("AllocationId",)),
     "AWS::EC2::NetworkAcl": ("acl", ("Id",)),
-}
-# API Gateway's own resources: the length of the id API Gateway would give one, and the attributes that are that id.
-# A stage is named by its StageName instead.
-_API_GATEWAY_V2_IDS: dict[str, tuple[int, tuple[str, ...]]] = {
-    "AWS::ApiGatewayV2::Api": (10, ("ApiId",)),
-    "AWS::ApiGatewayV2::Authorizer": (6, ("AuthorizerId",)),
-    "AWS::ApiGatewayV2::Integration": (7, ("IntegrationId",)),
-    "AWS::ApiGatewayV2::IntegrationResponse": (6, ("IntegrationResponseId",)),
-    "AWS::ApiGatewayV2::Route": (7, ("RouteId",)),
-    "AWS::ApiGatewayV2::RouteResponse": (6, ("RouteResponseId",)),
-    "AWS::ApiGatewayV2::Deployment": (6, ("DeploymentId",)),
 }
 # ElastiCache resources: the ARN's resource kind and the endpoint attributes the type has.
 CACHE_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -322,15 +162,38 @@ def _placeholder_identity(logical_id: str, resource_type: str) -> ResourceIdenti
     return ResourceIdentity(physical_id, dict.fromkeys(id_attributes, physical_id))
 
 
-def _api_gateway_identity(logical_id: str, resource_type: str, props: Mapping[str, Any]) -> ResourceIdentity:
-    length, id_attributes = _API_GATEWAY_V2_IDS[resource_type]
-    # Stable across runs, shaped like API Gateway's ids (lowercase letters and digits).
-    physical_id = hashlib.sha256(f"{resource_type}/{logical_id}".encode()).hexdigest()[:length]
-    attributes = dict.fromkeys(id_attributes, physical_id)
-    if resource_type == "AWS::ApiGatewayV2::Api":
-        websocket = str(props.get("ProtocolType", "")).upper() == "WEBSOCKET"
-        attributes["ApiEndpoint"] = websocket_endpoint(physical_id) if websocket else execute_api_endpoint(physical_id)
-    return ResourceIdentity(physical_id, attributes)
+# AWS AppSync: an Event API's id (26 lowercase letters and digits), what its other resources are named by, and the
+# names CloudFormation accepts for namespaces (the first segment of a channel).
+APPSYNC_API_ID_LENGTH = 26
+_APPSYNC_PARTS = {"AWS::AppSync::ChannelNamespace": "channelNamespace", "AWS::AppSync::DataSource": "datasources"}
+_NAMESPACE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?")
+
+
+def stable_id(seed: str, length: int) -> str:
+    """An id stable across runs, shaped like AWS's generated ones (lowercase letters and digits)."""
+    return base64.b32encode(hashlib.sha256(seed.encode()).digest()).decode().lower()[:length]
+
+
+def appsync_api_identity(logical_id: str) -> ResourceIdentity:
+    """An ``AWS::AppSync::Api``: Ref is its ARN; ``ApiId``, ``ApiArn``, ``Dns.Http``, ``Dns.Realtime`` (bare hosts)."""
+    api_id = stable_id(f"AWS::AppSync::Api/{logical_id}", APPSYNC_API_ID_LENGTH)
+    arn = f"arn:{PARTITION}:appsync:{REGION}:{ACCOUNT_ID}:apis/{api_id}"
+    return ResourceIdentity(
+        arn,
+        {
+            "ApiId": api_id,
+            "ApiArn": arn,
+            "Dns.Http": f"{api_id}.appsync-api.{REGION}.{URL_SUFFIX}",
+            "Dns.Realtime": f"{api_id}.appsync-realtime-api.{REGION}.{URL_SUFFIX}",
+        },
+    )
+
+
+def role_identity(logical_id: str, role_name: str | None, path: str = "/") -> ResourceIdentity:
+    """An ``AWS::IAM::Role`` (never created locally: functions run with the local credentials whatever their role)."""
+    name = role_name or physical_name(logical_id)
+    arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role{path}{name}"
+    return ResourceIdentity(name, {"Arn": arn, "RoleId": "AROA" + stable_id(logical_id, 17).upper()})
 
 
 # --- Resolver ---
@@ -613,19 +476,46 @@ class Template:
                 case "AWS::Serverless::LayerVersion":
                     arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT_ID}:layer:{physical_name(logical_id)}:1"
                     identities[logical_id] = ResourceIdentity(arn, {"Arn": arn})
-                case kind if kind in _API_GATEWAY_V2_IDS:
-                    identities[logical_id] = _api_gateway_identity(logical_id, kind, props)
-                case "AWS::ApiGatewayV2::Stage":
-                    # A stage's Ref is its name (a literal or a parameter in any template worth serving).
-                    stage_name = str(Resolver(self.document, {}, self.parameter_overrides).resolve(props["StageName"]))
-                    identities[logical_id] = ResourceIdentity(stage_name)
+                case "AWS::AppSync::Api":
+                    identities[logical_id] = appsync_api_identity(logical_id)
+                case "AWS::IAM::Role":
+                    # A role's name and path are literals or parameters in any template worth serving.
+                    literal = Resolver(self.document, {}, self.parameter_overrides)
+                    name = literal.resolve(props.get("RoleName"))
+                    identities[logical_id] = role_identity(
+                        logical_id, name, str(literal.resolve(props.get("Path", "/")))
+                    )
+                case "AWS::Lambda::Permission":
+                    # Who may invoke a function is not checked locally: any caller of the runtime may.
+                    identities[logical_id] = ResourceIdentity(f"permission-{stable_id(logical_id, 17)}")
                 case kind if kind in _PLACEHOLDER_IDS:
                     identities[logical_id] = _placeholder_identity(logical_id, kind)
                 case kind if kind in CACHE_TYPES:
                     # The runtime points these at its own Redis once it knows it (services.cache_identities).
                     host = placeholder_cache_host(logical_id)
                     identities[logical_id] = cache_identity(logical_id, kind, host, PLACEHOLDER_CACHE_PORT)
-        return identities
+        return identities | self._appsync_part_identities(identities)
+
+    def _appsync_part_identities(self, identities: Mapping[str, ResourceIdentity]) -> dict[str, ResourceIdentity]:
+        # Channel namespaces and data sources are named under their API's ARN, so they come once the APIs have ids.
+        resolver = self.resolver(identities)
+        arns_by_api_id = {
+            identities[logical_id].attributes["ApiId"]: identities[logical_id].ref
+            for logical_id in self.resources_of_type("AWS::AppSync::Api")
+        }
+        found: dict[str, ResourceIdentity] = {}
+        for logical_id, resource in self.resources_of_type(*_APPSYNC_PARTS).items():
+            props = resource.get("Properties") or {}
+            api_arn = arns_by_api_id.get(str(resolver.resolve(props.get("ApiId"))))
+            if api_arn is None:
+                raise TemplateError(f"{logical_id}: ApiId is not the ApiId of an AWS::AppSync::Api of this template")
+            name = str(resolver.resolve(props.get("Name")))
+            arn = f"{api_arn}/{_APPSYNC_PARTS[resource['Type']]}/{name}"
+            if resource["Type"] == "AWS::AppSync::ChannelNamespace":
+                found[logical_id] = ResourceIdentity(arn, {"ChannelNamespaceArn": arn})
+            else:
+                found[logical_id] = ResourceIdentity(arn, {"DataSourceArn": arn, "Name": name})
+        return found
 
     def resolver(self, identities: Mapping[str, ResourceIdentity]) -> Resolver:
         """A resolver for this template given the identities of the resources that exist."""
@@ -803,73 +693,104 @@ class Template:
                 )
         return authorizers
 
-    # WebSocket API ----------------------------------------------------------------------------------------------------
+    # AppSync Events ---------------------------------------------------------------------------------------------------
 
-    def websocket_api(self, identities: Mapping[str, ResourceIdentity]) -> WebSocketApiSpec | None:
-        """The template's WebSocket API (raw ``AWS::ApiGatewayV2`` resources), or None if it has none.
+    def event_api(self, identities: Mapping[str, ResourceIdentity]) -> EventApiSpec | None:
+        """The template's Event API (an ``AWS::AppSync::Api`` with an ``EventConfig``) and its namespaces, or None.
 
-        Only what runs on one machine is accepted: Lambda proxy integrations, Lambda REQUEST authorizers, one stage.
-        Anything else is a TemplateError rather than an API that silently behaves differently from AWS.
+        Only what runs on one machine is accepted: the AWS_LAMBDA and AWS_IAM auth types, DIRECT Lambda handlers behind
+        AWS_LAMBDA data sources. Anything else (Cognito, OIDC, API keys, APPSYNC_JS code handlers) is a TemplateError
+        rather than an API that silently behaves differently from AWS.
         """
-        if self.resources_of_type("AWS::Serverless::WebSocketApi"):
-            raise TemplateError("AWS::Serverless::WebSocketApi is not served locally; use AWS::ApiGatewayV2 resources")
         resolver = self.resolver(identities)
         apis = {
-            logical_id: resolver.resolve(resource.get("Properties") or {})
-            for logical_id, resource in self.resources_of_type("AWS::ApiGatewayV2::Api").items()
-        }
-        websocket_apis = {
             logical_id: props
-            for logical_id, props in apis.items()
-            if str(props.get("ProtocolType", "")).upper() == "WEBSOCKET"
+            for logical_id, resource in self.resources_of_type("AWS::AppSync::Api").items()
+            if "EventConfig" in (props := resolver.resolve(resource.get("Properties") or {}))
         }
-        if not websocket_apis:
+        if not apis:
             return None
-        if len(websocket_apis) > 1:
-            raise TemplateError(f"the local runtime serves one WebSocket API, not {', '.join(websocket_apis)}")
-        (logical_id, props), *_ = websocket_apis.items()
-        api_id = identities[logical_id].ref
-
-        def parts(resource_type: str) -> dict[str, dict[str, Any]]:
-            # The resources of this API, resolved, by logical id.
-            found: dict[str, dict[str, Any]] = {}
-            for part_id, resource in self.resources_of_type(resource_type).items():
-                part = resolver.resolve(resource.get("Properties") or {})
-                if part.get("ApiId") == api_id:
-                    found[part_id] = part
-            return found
-
+        if len(apis) > 1:
+            raise TemplateError(f"the local runtime serves one Event API, not {', '.join(apis)}")
+        ((logical_id, props),) = apis.items()
+        identity = identities[logical_id]
+        config = props["EventConfig"]
         functions = self._functions_by_arn(identities)
-        integrations = {
-            identities[part_id].ref: self._websocket_integration(part_id, part, functions)
-            for part_id, part in parts("AWS::ApiGatewayV2::Integration").items()
-        }
-        authorizers = {
-            identities[part_id].ref: self._websocket_authorizer(part_id, part, functions)
-            for part_id, part in parts("AWS::ApiGatewayV2::Authorizer").items()
-        }
-        answered = {part.get("RouteId") for part in parts("AWS::ApiGatewayV2::RouteResponse").values()}
-        routes: dict[str, WebSocketRoute] = {}
-        for part_id, part in parts("AWS::ApiGatewayV2::Route").items():
-            route = self._websocket_route(part_id, part, integrations, authorizers, identities[part_id].ref in answered)
-            if route.route_key in routes:
-                raise TemplateError(f"{part_id}: route {route.route_key} is defined twice")
-            routes[route.route_key] = route
-        stages = parts("AWS::ApiGatewayV2::Stage")
-        if len(stages) != 1:
-            raise TemplateError(f"{logical_id}: a WebSocket API is served locally with one stage, not {len(stages)}")
-        (stage,) = stages.values()
-        return WebSocketApiSpec(
+        authorizer: EventAuthorizer | None = None
+        auth_types: list[str] = []
+        for provider in config.get("AuthProviders") or []:
+            auth_type = str(provider.get("AuthType"))
+            if auth_type == AWS_LAMBDA:
+                authorizer = _event_authorizer(provider.get("LambdaAuthorizerConfig") or {}, functions, logical_id)
+            elif auth_type != AWS_IAM:
+                raise TemplateError(
+                    f"{logical_id}: auth type {auth_type} is not served locally (AWS_LAMBDA, AWS_IAM are)"
+                )
+            auth_types.append(auth_type)
+
+        def modes(value: Any, where: str) -> tuple[str, ...]:
+            named = tuple(str(mode.get("AuthType")) for mode in value or [])
+            if not named:
+                raise TemplateError(f"{logical_id}: {where} names no auth mode")
+            unknown = sorted(set(named) - set(auth_types))
+            if unknown:
+                raise TemplateError(f"{logical_id}: {where} uses {', '.join(unknown)}, which is not in AuthProviders")
+            return named
+
+        publish = modes(config.get("DefaultPublishAuthModes"), "DefaultPublishAuthModes")
+        subscribe = modes(config.get("DefaultSubscribeAuthModes"), "DefaultSubscribeAuthModes")
+        data_sources = self._event_data_sources(identity.attributes["ApiId"], resolver, functions)
+        namespaces: dict[str, ChannelNamespaceSpec] = {}
+        for namespace_id, resource in self.resources_of_type("AWS::AppSync::ChannelNamespace").items():
+            namespace = resolver.resolve(resource.get("Properties") or {})
+            if namespace.get("ApiId") != identity.attributes["ApiId"]:
+                continue
+            name = str(namespace.get("Name"))
+            if not _NAMESPACE_NAME.fullmatch(name) or name in namespaces:
+                raise TemplateError(f"{namespace_id}: Name {name!r} is not a valid channel namespace name, or taken")
+            if "CodeHandlers" in namespace or "CodeS3Location" in namespace:
+                raise TemplateError(f"{namespace_id}: code handlers (APPSYNC_JS) are not emulated locally; use DIRECT")
+            handlers = namespace.get("HandlerConfigs") or {}
+            namespaces[name] = ChannelNamespaceSpec(
+                name=name,
+                publish_auth=modes(namespace["PublishAuthModes"], f"{namespace_id}.PublishAuthModes")
+                if "PublishAuthModes" in namespace
+                else publish,
+                subscribe_auth=modes(namespace["SubscribeAuthModes"], f"{namespace_id}.SubscribeAuthModes")
+                if "SubscribeAuthModes" in namespace
+                else subscribe,
+                on_publish=_channel_handler(handlers.get("OnPublish"), data_sources, f"{namespace_id}.OnPublish"),
+                on_subscribe=_channel_handler(handlers.get("OnSubscribe"), data_sources, f"{namespace_id}.OnSubscribe"),
+            )
+        return EventApiSpec(
             logical_id=logical_id,
-            api_id=api_id,
+            api_id=identity.attributes["ApiId"],
             name=str(props.get("Name", logical_id)),
-            stage=str(stage["StageName"]),
-            route_selection_expression=_checked_route_selection(
-                str(props.get("RouteSelectionExpression", "")), logical_id
-            ),
-            routes=routes,
-            stage_variables={key: str(value) for key, value in (stage.get("StageVariables") or {}).items()},
+            http_domain=identity.attributes["Dns.Http"],
+            realtime_domain=identity.attributes["Dns.Realtime"],
+            auth_types=tuple(auth_types),
+            connection_auth=modes(config.get("ConnectionAuthModes"), "ConnectionAuthModes"),
+            namespaces=namespaces,
+            authorizer=authorizer,
         )
+
+    def _event_data_sources(
+        self, api_id: str, resolver: Resolver, functions: Mapping[str, str]
+    ) -> dict[str, str | TemplateError]:
+        # Name -> the function behind it; a data source DIRECT handlers cannot use is an error once a handler names it.
+        found: dict[str, str | TemplateError] = {}
+        for logical_id, resource in self.resources_of_type("AWS::AppSync::DataSource").items():
+            props = resolver.resolve(resource.get("Properties") or {})
+            if props.get("ApiId") != api_id:
+                continue
+            arn = (props.get("LambdaConfig") or {}).get("LambdaFunctionArn")
+            if props.get("Type") != "AWS_LAMBDA":
+                found[str(props["Name"])] = TemplateError(
+                    f"{logical_id}: DIRECT handlers need an AWS_LAMBDA data source"
+                )
+            else:
+                found[str(props["Name"])] = _invoked_function(arn, functions, f"{logical_id}.LambdaConfig")
+        return found
 
     def _functions_by_arn(self, identities: Mapping[str, ResourceIdentity]) -> dict[str, str]:
         return {
@@ -878,83 +799,51 @@ class Template:
             if function_id in identities
         }
 
-    @staticmethod
-    def _invoked_function(uri: Any, functions: Mapping[str, str], where: str) -> str:
-        found = _LAMBDA_INVOCATION_URI.match(str(uri))
-        function_id = functions.get(found.group(1) if found else str(uri))
-        if function_id is None:
-            raise TemplateError(f"{where}: {uri!r} does not invoke a function of this template")
-        return function_id
 
-    @classmethod
-    def _websocket_integration(
-        cls, logical_id: str, props: Mapping[str, Any], functions: Mapping[str, str]
-    ) -> tuple[str, int]:
-        if props.get("IntegrationType") != "AWS_PROXY":
-            raise TemplateError(f"{logical_id}: only AWS_PROXY (Lambda proxy) integrations are served locally")
-        timeout_ms = int(props.get("TimeoutInMillis", WEBSOCKET_MAX_TIMEOUT_MS))
-        if not WEBSOCKET_MIN_TIMEOUT_MS <= timeout_ms <= WEBSOCKET_MAX_TIMEOUT_MS:
-            raise TemplateError(f"{logical_id}: TimeoutInMillis must be between 50 and 29000 for a WebSocket API")
-        return cls._invoked_function(props.get("IntegrationUri"), functions, logical_id), timeout_ms
+def _invoked_function(arn: Any, functions: Mapping[str, str], where: str) -> str:
+    # A function, version or alias ARN (arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]).
+    unqualified = ":".join(str(arn).split(":")[:7])
+    if unqualified not in functions:
+        raise TemplateError(f"{where}: {arn!r} is not a function of this template")
+    return functions[unqualified]
 
-    @classmethod
-    def _websocket_authorizer(
-        cls, logical_id: str, props: Mapping[str, Any], functions: Mapping[str, str]
-    ) -> WebSocketAuthorizer:
-        if props.get("AuthorizerType") != "REQUEST":
-            raise TemplateError(f"{logical_id}: a WebSocket API's authorizer is a Lambda REQUEST authorizer")
-        sources = props.get("IdentitySource") or []
-        # A list in CloudFormation; API Gateway's own API also takes one comma-separated string.
-        expressions = [part.strip() for source in _as_strings(sources) for part in source.split(",") if part.strip()]
-        for expression in expressions:
-            if not _IDENTITY_SOURCE.match(expression):
-                raise TemplateError(f"{logical_id}: identity source {expression!r} is not served locally")
-        return WebSocketAuthorizer(
-            logical_id=logical_id,
-            name=str(props.get("Name", logical_id)),
-            function_id=cls._invoked_function(props.get("AuthorizerUri"), functions, logical_id),
-            identity_sources=tuple(expressions),
+
+def _event_authorizer(config: Mapping[str, Any], functions: Mapping[str, str], where: str) -> EventAuthorizer:
+    ttl_seconds = int(config.get("AuthorizerResultTtlInSeconds", 0))
+    if not 0 <= ttl_seconds <= 3600:
+        raise TemplateError(f"{where}: AuthorizerResultTtlInSeconds must be between 0 and 3600")
+    expression = config.get("IdentityValidationExpression")
+    try:
+        re.compile(str(expression or ""))
+    except re.error as exc:
+        raise TemplateError(f"{where}: IdentityValidationExpression is not a regular expression: {exc}") from exc
+    return EventAuthorizer(
+        function_id=_invoked_function(config.get("AuthorizerUri"), functions, f"{where}.AuthorizerUri"),
+        ttl_seconds=ttl_seconds,
+        identity_validation=str(expression) if expression else None,
+    )
+
+
+def _channel_handler(
+    config: Mapping[str, Any] | None, data_sources: Mapping[str, str | TemplateError], where: str
+) -> ChannelHandler | None:
+    if config is None:
+        return None
+    if config.get("Behavior") != "DIRECT":
+        raise TemplateError(
+            f"{where}: Behavior {config.get('Behavior')} is not emulated locally (APPSYNC_JS); use DIRECT"
         )
-
-    @staticmethod
-    def _websocket_route(
-        logical_id: str,
-        props: Mapping[str, Any],
-        integrations: Mapping[str, tuple[str, int]],
-        authorizers: Mapping[str, WebSocketAuthorizer],
-        route_response: bool,
-    ) -> WebSocketRoute:
-        route_key = str(props["RouteKey"])
-        target = props.get("Target")
-        integration: tuple[str | None, int] = (None, WEBSOCKET_MAX_TIMEOUT_MS)
-        if target is not None:
-            integration_id = str(target).removeprefix("integrations/")
-            if integration_id not in integrations:
-                raise TemplateError(f"{logical_id}: Target {target!r} is not an integration of this API")
-            integration = integrations[integration_id]
-        authorization = str(props.get("AuthorizationType", "NONE"))
-        authorizer: WebSocketAuthorizer | None = None
-        if authorization == "CUSTOM":
-            if route_key != "$connect":
-                raise TemplateError(f"{logical_id}: only $connect can have an authorizer in a WebSocket API")
-            authorizer = authorizers.get(str(props.get("AuthorizerId")))
-            if authorizer is None:
-                raise TemplateError(f"{logical_id}: AuthorizerId is not an authorizer of this API")
-        elif authorization != "NONE":
-            raise TemplateError(f"{logical_id}: AuthorizationType {authorization} is not served locally")
-        function_id, timeout_ms = integration
-        return WebSocketRoute(route_key, function_id, authorizer, route_response, timeout_ms)
-
-
-def _checked_route_selection(expression: str, where: str) -> str:
-    # What the runtime can evaluate: a field of the JSON body, e.g. $request.body.action or $request.body.a.b.
-    if not re.fullmatch(r"\$request\.body(\.[A-Za-z0-9_\-]+)+", expression):
-        raise TemplateError(f"{where}: RouteSelectionExpression {expression!r} is not served locally")
-    return expression
-
-
-def _as_strings(value: Any) -> list[str]:
-    return [str(item) for item in value] if isinstance(value, list) else [str(value)]
+    integration = config.get("Integration") or {}
+    name = str(integration.get("DataSourceName"))
+    function_id = data_sources.get(name)
+    if function_id is None:
+        raise TemplateError(f"{where}: DataSourceName {name!r} is not a data source of this API")
+    if isinstance(function_id, TemplateError):
+        raise function_id
+    invoke_type = str((integration.get("LambdaConfig") or {}).get("InvokeType", REQUEST_RESPONSE))
+    if invoke_type not in (REQUEST_RESPONSE, EVENT):
+        raise TemplateError(f"{where}: InvokeType must be REQUEST_RESPONSE or EVENT")
+    return ChannelHandler(function_id, name, invoke_type)
 
 
 def physical_name(logical_id: str) -> str:

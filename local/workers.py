@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from local.services import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Endpoints
-from local.template import REGION, FunctionSpec, Template
+from local.specs import FunctionSpec
+from local.template import REGION, Template
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 # Enough that concurrent clients do not queue behind one slow invocation (a password hash), few enough for a laptop.
@@ -69,7 +70,7 @@ class Invoker(Protocol):
 
 def lambda_environment(spec: FunctionSpec, endpoints: Endpoints) -> dict[str, str]:
     """The environment a worker runs with: the template's variables, Lambda's own, and the local services'."""
-    # A variable naming a deployed API (CONNECTIONS_ENDPOINT: the WebSocket API's @connections) names the local one.
+    # A variable naming a deployed API (EVENT_API_URL: the Event API's https://<Dns.Http>/event) names the local one.
     environment = {name: endpoints.local_url(value) for name, value in spec.environment.items()}
     environment.update(
         {
@@ -257,11 +258,6 @@ class FunctionPool:
         self._count = 0  # workers running or starting
         self._changed = asyncio.Condition()
         self._workers: set[Worker] = set()
-
-    @property
-    def worker_count(self) -> int:
-        """How many workers are running or starting."""
-        return self._count
 
     async def invoke(self, event: Any) -> Invocation:
         """Invoke the function once, cold-starting a worker if none is free."""

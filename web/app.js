@@ -1,4 +1,4 @@
-// The live leaderboard page: log in, watch the top 10 over the WebSocket, see your own rank, play a match.
+// The live leaderboard page: the top 10, live over AppSync Events, for anyone; log in to see your own rank and play.
 // No framework and no build step. Server data only ever reaches the page through textContent and data-* attributes.
 "use strict";
 
@@ -10,13 +10,17 @@
   const BACKOFF_BASE_MS = 1_000;
   const BACKOFF_CAP_MS = 30_000;
   const STABLE_CONNECTION_MS = 10_000; // a connection that lasted this long resets the backoff
-  const QUIET_RESYNC_MS = 9 * 60_000; // API Gateway closes a connection idle for 10 minutes: ask for the board first
+  const RENEW_SUBSCRIPTIONS_MS = 5 * 60_000; // the live feed's contract: subscriptions are renewed every 5 minutes
+  const DEFAULT_CONNECTION_TIMEOUT_MS = 300_000; // no "ka" for this long: the connection is dead
+  const SUBSCRIBE_RETRY_MS = 5_000;
   const STANDING_MIN_INTERVAL_MS = 1_000; // GET /v1/scores/{user_id} after a change of your own
   const STANDING_ON_BOARD_CHANGE_MS = 5_000; // ... and after any other change of the top 10
   const CHANGE_MARK_MS = 8_000; // how long ▲/▼/new stay on a row
   const NOTICE_MS = 10_000;
   const ANNOUNCE_MIN_INTERVAL_MS = 5_000; // screen readers hear "Top 10 updated" at most this often
   const SESSION_KEY = "leaderboard.session";
+  const BOARD = "global"; // GET /v1/scores is this board
+  const ANONYMOUS = "anonymous"; // the authorization value of a viewer who is not logged in
 
   const byId = (id) => document.getElementById(id);
   const ui = {
@@ -44,14 +48,18 @@
 
   // --- State -----------------------------------------------------------------------------------------------------
 
-  let config = null; // {apiUrl, wsUrl}
+  let config = null; // {apiUrl, liveUrl, liveHost}
   // The tokens live in memory. They touch sessionStorage only while the page unloads (so a reload keeps you logged
   // in) and are taken out again as soon as the page is back: a duplicated tab copies sessionStorage, and two tabs
   // spending one rotating refresh token would look like token theft and end the session.
   let session = null; // {accessToken, refreshToken, userId, label, expiresAt, refreshDueAt, issuedAt}
   let refreshing = null; // the one refresh in flight (a second one would spend a spent token and revoke the session)
-  const timers = { refresh: 0, reconnect: 0, countdown: 0, marks: 0, notice: 0, quiet: 0, retryAfter: 0 };
-  const live = { socket: null, attempt: 0, openedAt: 0, lastTrafficAt: 0, failedBeforeOpen: false };
+  const timers = { refresh: 0, notice: 0, retryAfter: 0 }; // the session's: cleared when it ends
+  // The live connection: one WebSocket to the Event API; its subscriptions (channel -> id) and those asked for
+  // (id -> {channel, the id it replaces}).
+  const live = { socket: null, acked: false, attempt: 0, openedAt: 0, subscriptions: new Map(), pending: new Map() };
+  const liveTimers = { watchdog: 0, renew: 0, retry: 0, reconnect: 0, countdown: 0 };
+  const boardTimers = { marks: 0 };
   const board = { seq: -Infinity, rankSeq: -Infinity, items: null, byUser: new Map(), marks: new Map(), lastAnnouncedAt: 0 };
   const standing = { inFlight: false, again: null, lastAt: 0, timer: 0, dueAt: 0 };
 
@@ -62,9 +70,12 @@
   }
 
   async function loadConfig() {
+    // The local runtime's Event API listens on port 3001 of the page's host.
+    const secure = location.protocol === "https:";
     const defaults = {
       apiUrl: location.origin,
-      wsUrl: `${location.protocol === "https:" ? "wss" : "ws"}://${location.hostname}:3001`,
+      liveUrl: `${secure ? "wss" : "ws"}://${location.hostname}:3001/event/realtime`,
+      liveHttpUrl: `${secure ? "https" : "http"}://${location.hostname}:3001/event`,
     };
     let found = {};
     try {
@@ -74,9 +85,16 @@
       found = {}; // no config.json (or not JSON): the local runtime's defaults
     }
     const pick = (value, fallback) => (typeof value === "string" && value.trim() ? value.trim() : fallback);
+    let liveHost = "";
+    try {
+      liveHost = new URL(pick(found && found.liveHttpUrl, defaults.liveHttpUrl)).host;
+    } catch {
+      liveHost = ""; // no live feed: the board still loads over HTTP
+    }
     return {
       apiUrl: withoutTrailingSlash(pick(found && found.apiUrl, defaults.apiUrl)),
-      wsUrl: pick(found && found.wsUrl, defaults.wsUrl),
+      liveUrl: pick(found && found.liveUrl, defaults.liveUrl),
+      liveHost,
     };
   }
 
@@ -229,27 +247,26 @@
     session = { userId: String(tokens.user_id), label };
     adoptTokens(tokens);
     ui.loginForm.reset();
-    resetBoard();
     showGame();
-    loadBoardOverHttp();
+    renderBoard(); // your row, marked as yours
     requestStanding();
-    connect();
+    watchOwnChannel();
   }
 
   function endSession(message) {
+    unwatchOwnChannel();
     session = null;
-    live.attempt = 0;
-    dropSocket(1000, "logout");
+    board.rankSeq = -Infinity;
     for (const name of Object.keys(timers)) {
-      clearTimeout(timers[name]); // one id space for timeouts and intervals
+      clearTimeout(timers[name]);
       timers[name] = 0;
     }
     clearTimeout(standing.timer);
     standing.timer = 0;
     standing.again = null;
     sessionStorage.removeItem(SESSION_KEY);
-    resetBoard();
-    setConnection("offline");
+    ui.neighbours.replaceChildren();
+    renderBoard();
     showAuth(message);
   }
 
@@ -284,7 +301,6 @@
 
   async function resumeSession(stored) {
     session = stored;
-    resetBoard();
     showGame();
     try {
       if (Date.now() >= session.refreshDueAt) await refreshTokens();
@@ -292,12 +308,14 @@
     } catch {
       if (!session) return; // the refresh token was refused: back at the login form
     }
-    loadBoardOverHttp();
     requestStanding();
-    connect();
+    watchOwnChannel();
   }
 
-  // --- The live connection ---------------------------------------------------------------------------------------
+  // --- The live connection (AppSync Events) ----------------------------------------------------------------------
+  // One WebSocket for the page's whole life, opened as `anonymous`: anyone may watch the board's channel. Once logged
+  // in, the player's own channel is subscribed on it with their access token. Every subscription is renewed every
+  // 5 minutes (with the current token): the board counts its audience and its watchers that way.
 
   function setConnection(state, seconds) {
     ui.connection.dataset.state = state;
@@ -312,66 +330,166 @@
     ui.connectionText.textContent = text;
   }
 
+  function base64Url(text) {
+    let binary = "";
+    for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  // The authorization AppSync takes with a connection or a subscription: the API's HTTP host and our value.
+  function authorization(value) {
+    return { host: config.liveHost, Authorization: value };
+  }
+
+  const boardChannel = () => `/boards/${BOARD}`;
+  const ownChannel = () => (session ? `/players/${session.userId}` : null);
+
   function connect() {
-    clearTimeout(timers.reconnect);
-    timers.reconnect = 0;
-    clearInterval(timers.countdown);
-    if (!session) return;
-    if (!navigator.onLine) {
+    clearTimeout(liveTimers.reconnect);
+    liveTimers.reconnect = 0;
+    clearInterval(liveTimers.countdown);
+    if (!navigator.onLine || !config.liveHost) {
       setConnection("offline");
       return;
     }
     setConnection("connecting");
-    let url;
+    dropSocket(); // never two connections at once
+    let socket;
     try {
-      url = new URL(config.wsUrl);
+      const header = `header-${base64Url(JSON.stringify(authorization(ANONYMOUS)))}`;
+      socket = new WebSocket(config.liveUrl, ["aws-appsync-event-ws", header]);
     } catch {
       setConnection("offline");
       return;
     }
-    url.searchParams.set("token", session.accessToken);
-    dropSocket(); // never two connections at once
-    const socket = new WebSocket(url.toString());
     live.socket = socket;
-    let opened = false;
     socket.onopen = () => {
       if (socket !== live.socket) return;
-      opened = true;
       live.openedAt = Date.now();
-      live.failedBeforeOpen = false;
-      setConnection("live");
-      send({ action: "top10" }); // resync: pushes sent while disconnected are lost
-      requestStanding();
-      clearInterval(timers.quiet);
-      timers.quiet = setInterval(keepAlive, 60_000);
+      send({ type: "connection_init" });
     };
     socket.onmessage = (event) => {
-      if (socket !== live.socket) return;
-      live.lastTrafficAt = Date.now();
-      handleMessage(event.data);
+      if (socket === live.socket) handleFrame(event.data);
     };
     socket.onerror = () => {}; // a close event follows, and that is where reconnecting starts
     socket.onclose = () => {
       if (socket !== live.socket) return;
-      live.socket = null;
-      clearInterval(timers.quiet);
-      if (!session) return;
-      if (opened && Date.now() - live.openedAt >= STABLE_CONNECTION_MS) live.attempt = 0;
-      // A refused handshake (a 401/403) looks like any other failure to a browser: refresh the token before retrying.
-      live.failedBeforeOpen = !opened;
+      const stable = live.acked && Date.now() - live.openedAt >= STABLE_CONNECTION_MS;
+      forgetSocket();
+      if (stable) live.attempt = 0;
       scheduleReconnect();
     };
   }
 
   function send(message) {
-    if (live.socket && live.socket.readyState === WebSocket.OPEN) {
-      live.socket.send(JSON.stringify(message));
-      live.lastTrafficAt = Date.now();
+    if (live.socket && live.socket.readyState === WebSocket.OPEN) live.socket.send(JSON.stringify(message));
+  }
+
+  function handleFrame(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.type === "connection_ack") onConnected(frame);
+    else if (frame.type === "ka") watchConnection();
+    else if (frame.type === "data") onData(frame);
+    else if (frame.type === "subscribe_success") onSubscribed(frame.id);
+    else if (frame.type === "subscribe_error") onSubscribeRefused(frame.id, frame.errors);
+    else if (frame.type === "connection_error" && live.socket) live.socket.close(); // and reconnect, backing off
+  }
+
+  function onConnected(frame) {
+    live.acked = true;
+    const timeout = Number(frame.connectionTimeoutMs ?? (frame.payload && frame.payload.connectionTimeoutMs));
+    live.timeoutMs = timeout > 0 ? timeout : DEFAULT_CONNECTION_TIMEOUT_MS;
+    setConnection("live");
+    watchConnection();
+    subscribe(boardChannel(), ANONYMOUS);
+    watchOwnChannel();
+    loadBoardOverHttp(); // what was published while the page was not connected is not sent again
+    clearInterval(liveTimers.renew);
+    liveTimers.renew = setInterval(renewSubscriptions, RENEW_SUBSCRIPTIONS_MS);
+  }
+
+  // AppSync sends "ka" every minute; none for connectionTimeoutMs means the connection is gone.
+  function watchConnection() {
+    clearTimeout(liveTimers.watchdog);
+    liveTimers.watchdog = setTimeout(() => live.socket && live.socket.close(), live.timeoutMs);
+  }
+
+  // A subscription replacing another on the same channel (a renewal) takes over once it is confirmed.
+  function subscribe(channel, value) {
+    if (!live.acked) return;
+    const id = newId();
+    live.pending.set(id, { channel, replaces: live.subscriptions.get(channel) || null });
+    send({ type: "subscribe", id, channel, authorization: authorization(value) });
+  }
+
+  function unsubscribe(id) {
+    send({ type: "unsubscribe", id });
+  }
+
+  function onSubscribed(id) {
+    const request = live.pending.get(id);
+    if (!request) return;
+    live.pending.delete(id);
+    if (request.replaces) unsubscribe(request.replaces);
+    if (request.channel.startsWith("/players/") && request.channel !== ownChannel()) {
+      unsubscribe(id); // logged out meanwhile
+      live.subscriptions.delete(request.channel);
+      return;
+    }
+    live.subscriptions.set(request.channel, id);
+  }
+
+  function onSubscribeRefused(id, errors) {
+    const request = live.pending.get(id);
+    if (!request) return;
+    live.pending.delete(id);
+    const refused = Array.isArray(errors) && errors.some((error) => error && error.errorType === "UnauthorizedException");
+    clearTimeout(liveTimers.retry);
+    liveTimers.retry = setTimeout(async () => {
+      if (request.channel === boardChannel()) subscribe(request.channel, ANONYMOUS);
+      else if (request.channel === ownChannel()) {
+        if (refused) await refreshTokens().catch(() => {}); // the token expired on the way
+        watchOwnChannel();
+      }
+    }, SUBSCRIBE_RETRY_MS);
+  }
+
+  function onData(frame) {
+    if (![...live.subscriptions.values()].includes(frame.id) && !live.pending.has(frame.id)) return;
+    // One event per frame, as a JSON string (some clients have seen an array of them: take both).
+    for (const event of Array.isArray(frame.event) ? frame.event : [frame.event]) {
+      if (typeof event === "string") handleMessage(event);
     }
   }
 
-  function keepAlive() {
-    if (Date.now() - live.lastTrafficAt >= QUIET_RESYNC_MS) send({ action: "top10" });
+  async function renewSubscriptions() {
+    if (!live.acked) return;
+    subscribe(boardChannel(), ANONYMOUS);
+    if (session && live.subscriptions.has(ownChannel())) {
+      if (Date.now() >= session.expiresAt - 30_000) await refreshTokens().catch(() => {});
+      if (session) subscribe(ownChannel(), session.accessToken);
+    }
+  }
+
+  function watchOwnChannel() {
+    const channel = ownChannel();
+    if (!channel || !live.acked || live.subscriptions.has(channel)) return;
+    if ([...live.pending.values()].some((request) => request.channel === channel && !request.replaces)) return;
+    subscribe(channel, session.accessToken);
+  }
+
+  function unwatchOwnChannel() {
+    const channel = ownChannel();
+    if (!channel) return;
+    const id = live.subscriptions.get(channel);
+    live.subscriptions.delete(channel);
+    if (id) unsubscribe(id);
   }
 
   // Exponential backoff with "equal jitter": between half and all of min(cap, base * 2^attempt).
@@ -389,48 +507,48 @@
     live.attempt += 1;
     const showCountdown = () => setConnection("reconnecting", Math.max(1, Math.ceil((dueAt - Date.now()) / 1000)));
     showCountdown();
-    clearInterval(timers.countdown);
-    timers.countdown = setInterval(showCountdown, 1000);
-    clearTimeout(timers.reconnect);
-    timers.reconnect = setTimeout(reconnect, dueAt - Date.now());
+    clearInterval(liveTimers.countdown);
+    liveTimers.countdown = setInterval(showCountdown, 1000);
+    clearTimeout(liveTimers.reconnect);
+    liveTimers.reconnect = setTimeout(() => {
+      liveTimers.reconnect = 0;
+      clearInterval(liveTimers.countdown);
+      if (!live.socket) connect(); // unless the network's return connected meanwhile
+    }, dueAt - Date.now());
   }
 
-  async function reconnect() {
-    timers.reconnect = 0;
-    clearInterval(timers.countdown);
-    if (!session) return;
-    const tokenOld = Date.now() - session.issuedAt > 60_000;
-    if (Date.now() >= session.expiresAt - 60_000 || (live.failedBeforeOpen && tokenOld)) {
-      try {
-        await refreshTokens();
-      } catch {
-        if (!session) return; // refused: back at the login form
-      }
+  // The connection is over: its subscriptions and timers go with it.
+  function forgetSocket() {
+    live.socket = null;
+    live.acked = false;
+    live.subscriptions.clear();
+    live.pending.clear();
+    for (const name of ["watchdog", "renew", "retry"]) {
+      clearTimeout(liveTimers[name]); // one id space for timeouts and intervals
+      liveTimers[name] = 0;
     }
-    if (!live.socket) connect(); // unless the network's return connected meanwhile
   }
 
   // Close the current connection, if any, without the reconnect its close event would start.
-  function dropSocket(code = 1000, reason = "") {
+  function dropSocket() {
     const socket = live.socket;
-    live.socket = null;
-    clearInterval(timers.quiet);
+    forgetSocket();
     if (socket) {
       socket.onclose = null;
-      socket.close(code, reason);
+      socket.close(1000);
     }
   }
 
   function goneOffline() {
-    clearTimeout(timers.reconnect);
-    timers.reconnect = 0;
-    clearInterval(timers.countdown);
+    clearTimeout(liveTimers.reconnect);
+    liveTimers.reconnect = 0;
+    clearInterval(liveTimers.countdown);
     dropSocket();
-    if (session) setConnection("offline");
+    setConnection("offline");
   }
 
   function backOnline() {
-    if (!session || live.socket) return;
+    if (live.socket) return;
     live.attempt = 0;
     connect();
   }
@@ -443,7 +561,7 @@
       return;
     }
     if (!message || typeof message !== "object") return;
-    if (message.type === "top10" && Array.isArray(message.items)) {
+    if (message.type === "top10" && Array.isArray(message.items) && (message.board ?? BOARD) === BOARD) {
       if (typeof message.seq === "number") {
         if (message.seq <= board.seq) return; // an older board than the one on screen
         board.seq = message.seq;
@@ -469,27 +587,16 @@
     return { user_id: String(entry.user_id), user_name: String(entry.user_name ?? ""), rank, score };
   }
 
-  function resetBoard() {
-    board.seq = -Infinity;
-    board.rankSeq = -Infinity;
-    board.items = null;
-    board.byUser = new Map();
-    board.marks = new Map();
-    ui.top10.dataset.seq = "";
-    ui.top10.replaceChildren();
-    ui.top10Empty.hidden = true;
-    ui.neighbours.replaceChildren();
-    ui.boardStatus.textContent = "";
-  }
-
+  // The board over HTTP: at start, so the page is useful before (or without) the live feed, and after every
+  // (re)connection, since what was published meanwhile is not sent again. A push that arrives while the request is
+  // on its way is newer: then the answer is dropped.
   async function loadBoardOverHttp() {
-    // The first board comes over HTTP so the page is useful before (or without) the WebSocket.
-    const current = session;
+    const seqBefore = board.seq;
     try {
       const items = await request("GET", "/v1/scores");
-      if (session === current && board.items === null && Array.isArray(items)) applyBoard(items);
+      if (board.seq === seqBefore && Array.isArray(items)) applyBoard(items);
     } catch {
-      // the WebSocket's resync brings the board as well
+      // the next push brings the board as well
     }
   }
 
@@ -542,15 +649,16 @@
   }
 
   function renderBoard() {
+    if (board.items === null) return;
     const now = Date.now();
     for (const [userId, mark] of board.marks) if (mark.until <= now) board.marks.delete(userId);
     renderRows(ui.top10, board.items, "top10-row", board.marks);
     ui.top10Empty.hidden = board.items.length > 0;
     for (const mark of board.marks.values()) mark.fresh = false; // animate once, keep the arrow a while
-    clearTimeout(timers.marks);
+    clearTimeout(boardTimers.marks);
     if (board.marks.size) {
       const next = Math.min(...Array.from(board.marks.values(), (mark) => mark.until));
-      timers.marks = setTimeout(renderBoard, Math.max(50, next - now));
+      boardTimers.marks = setTimeout(renderBoard, Math.max(50, next - now));
     }
   }
 
@@ -838,9 +946,9 @@
     });
     // Timers of a hidden tab are throttled: catch up when the player comes back.
     document.addEventListener("visibilitychange", () => {
-      if (document.hidden || !session) return;
-      if (Date.now() >= session.refreshDueAt) refreshTokens().catch(() => {});
-      if (!live.socket && navigator.onLine && !timers.reconnect) connect();
+      if (document.hidden) return;
+      if (session && Date.now() >= session.refreshDueAt) refreshTokens().catch(() => {});
+      if (!live.socket && navigator.onLine && !liveTimers.reconnect) connect();
     });
   }
 
@@ -849,6 +957,8 @@
     config = await loadConfig();
     wireEvents();
     document.body.dataset.ready = "true";
+    loadBoardOverHttp();
+    connect(); // the board is live for anyone, logged in or not
     if (stored) await resumeSession(stored);
     else showAuth("");
   }

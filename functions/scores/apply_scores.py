@@ -30,6 +30,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         players.add(accepted.user_id)
 
     response = process_partial_response(event=event, record_handler=apply, processor=processor, context=context)
-    scores.publish(board(), players)
+    scores.update_board(board(), players)
     logger.info("batch applied", extra={"records": len(event["Records"]), "players": len(players)})
     return dict(response)

@@ -1,5 +1,6 @@
-"""The e2e harness: ``api_url`` is ``API_URL`` (a deployed stack) or, without it, the local runtime; ``ws_url`` is
-``WS_URL`` (the deployed stack's ``WebSocketUrl`` output) or the local runtime's WebSocket API.
+"""The e2e harness: ``api_url`` is ``API_URL`` (a deployed stack) or, without it, the local runtime; ``live`` is the
+live feed's Event API: ``WS_URL`` and ``LIVE_HTTP_URL`` (the deployed stack's ``LiveRealtimeUrl`` and ``LiveHttpUrl``
+outputs) or the local runtime's emulation of it.
 
 Without ``API_URL`` the session starts ``python -m local`` (what ``make run`` starts) on free ports, waits until it
 serves, and at the end stops it with SIGINT (Ctrl-C) and checks that it left no process behind. The runtime's output
@@ -10,7 +11,9 @@ deployed stack.
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -32,7 +35,7 @@ def api_url() -> Iterator[str]:
         return
 
     def on_free_ports() -> RuntimeProcess:
-        environment = os.environ | {"LOCAL_API_PORT": str(free_port()), "LOCAL_WS_PORT": str(free_port())}
+        environment = os.environ | {"LOCAL_API_PORT": str(free_port()), "LOCAL_EVENT_API_PORT": str(free_port())}
         return RuntimeProcess(STATE_DIR, STATE_DIR / "runtime.log", environment)
 
     try:
@@ -57,16 +60,29 @@ def local_stack(api_url: str) -> Endpoints | None:
     return endpoints
 
 
-@pytest.fixture(scope="session")
-def ws_url(api_url: str, local_stack: Endpoints | None) -> str:
-    """URL of the WebSocket API under test, with its stage (``wss://.../live``, locally ``ws://127.0.0.1:.../live``).
+@dataclass(frozen=True)
+class LiveFeed:
+    """Where the live feed is: the realtime WebSocket URL and the Event API's HTTP endpoint (whose host goes into every
+    authorization)."""
 
-    Connect with ``?token=<access token>`` appended.
-    """
-    deployed = os.environ.get("WS_URL")
-    if deployed:
-        return deployed.rstrip("/")
+    realtime_url: str
+    http_url: str
+
+    @property
+    def http_host(self) -> str:
+        return urlsplit(self.http_url).netloc
+
+
+@pytest.fixture(scope="session")
+def live(api_url: str, local_stack: Endpoints | None) -> LiveFeed:
+    """The live feed under test (``wss://<Dns.Realtime>/event/realtime``, locally ``ws://127.0.0.1:.../event/realtime``)."""
     if local_stack is None:
-        pytest.fail("API_URL names a deployed stack: set WS_URL to its WebSocketUrl output too", pytrace=False)
-    assert local_stack.ws_url, f"the local runtime serving {api_url} serves no WebSocket API (see its stack.json)"
-    return local_stack.ws_url
+        realtime_url, http_url = os.environ.get("WS_URL"), os.environ.get("LIVE_HTTP_URL")
+        if not (realtime_url and http_url):
+            message = (
+                "API_URL names a deployed stack: set WS_URL and LIVE_HTTP_URL to its LiveRealtimeUrl and LiveHttpUrl"
+            )
+            pytest.fail(message, pytrace=False)
+        return LiveFeed(realtime_url, http_url)
+    assert local_stack.live_url, f"the local runtime serving {api_url} serves no Event API (see its stack.json)"
+    return LiveFeed(local_stack.live_url, local_stack.live_http_url)

@@ -1,4 +1,5 @@
-"""The WebSocket API end to end: against the local runtime (ws://127.0.0.1:3001) or a deployed stack (WS_URL).
+"""The live feed end to end over AppSync Events' own protocol: against the local runtime's emulation or a deployed
+stack (WS_URL, LIVE_HTTP_URL).
 
 Clients follow the contract: they apply a board only if its `seq` is newer than the last they applied. On a shared
 deployed board other players may be present: the tests look at their own players only."""
@@ -11,34 +12,36 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-import aiohttp
+import boto3
+import jwt
 import pytest
 import requests
 
+from clients.event_api import ConnectionRefused, EventSocket, PublishError, SubscribeError, publish_http
+from local.services import Endpoints
+from tests.e2e.conftest import LiveFeed
 from tests.e2e.test_scores_api import Player, wait_for_total
 
 pytestmark = pytest.mark.e2e
 PUSH_TIMEOUT_SECONDS = 15
+BOARD = "/boards/global"
+ANONYMOUS = "anonymous"  # the authorization value of a viewer who is not logged in
 
 
-class Client:
-    """One WebSocket connection, applying what it receives the way the contract asks clients to."""
+class Viewer:
+    """One subscription, applying what it receives the way the contract asks clients to."""
 
-    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, socket: EventSocket, subscription: str) -> None:
         self.socket = socket
+        self.subscription = subscription
         self.messages: list[dict[str, Any]] = []
         self.board: dict[str, Any] | None = None  # the newest top10 message
 
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.socket.send_str(json.dumps(message))
-
-    async def until(
-        self, found: Callable[[dict[str, Any]], bool], seconds: float = PUSH_TIMEOUT_SECONDS
-    ) -> dict[str, Any]:
-        """Read messages until one satisfies `found`; return it."""
+    async def until(self, found: Callable[[dict[str, Any]], bool], seconds: float = PUSH_TIMEOUT_SECONDS) -> Any:
+        """Read events until one satisfies `found`; return it."""
         async with asyncio.timeout(seconds):
             while True:
-                message = json.loads(await self.socket.receive_str())
+                message = await self.socket.next_event(self.subscription, timeout=seconds)
                 self.messages.append(message)
                 if message.get("type") == "top10" and (self.board is None or message["seq"] > self.board["seq"]):
                     self.board = message
@@ -52,84 +55,147 @@ class Client:
 
 
 @asynccontextmanager
-async def connected(ws_url: str, token: str) -> AsyncIterator[Client]:
-    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, params={"token": token}) as socket:
-        yield Client(socket)
-
-
-async def handshake_status(ws_url: str, params: dict[str, str]) -> int:
-    async with aiohttp.ClientSession() as session:
-        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await session.ws_connect(ws_url, params=params)
-    return refused.value.status
+async def watching(live: LiveFeed, channel: str, token: str = ANONYMOUS) -> AsyncIterator[Viewer]:
+    async with await EventSocket.connect(live.realtime_url, live.http_host, token) as socket:
+        yield Viewer(socket, await socket.subscribe(channel))
 
 
 def is_top10(message: dict[str, Any]) -> bool:
     return message.get("type") == "top10"
 
 
-def test_a_connection_without_a_valid_token_fails_its_handshake(ws_url: str, api_url: str) -> None:
-    player = Player(api_url)
-    forged = player.access_token[:-4] + ("AAAA" if not player.access_token.endswith("AAAA") else "BBBB")
+def test_an_anonymous_viewer_sees_the_top10_change_live(live: LiveFeed, api_url: str) -> None:
+    scorer = Player(api_url)
 
-    assert asyncio.run(handshake_status(ws_url, {})) == 401
-    assert asyncio.run(handshake_status(ws_url, {"token": "not-a-token"})) == 403
-    assert asyncio.run(handshake_status(ws_url, {"token": forged})) == 403
-
-
-def test_top10_answers_the_sender_only_and_other_messages_are_not_broadcast(ws_url: str, api_url: str) -> None:
-    asker, bystander = Player(api_url), Player(api_url)
-    asker.play(10)
-    wait_for_total(api_url, asker.user_id, 10)
-
-    async def scenario() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-        async with connected(ws_url, asker.access_token) as mine, connected(ws_url, bystander.access_token) as theirs:
-            await mine.send({"action": "top10"})
-            answer = await mine.until(is_top10)
-            await mine.send({"action": "broadcast", "type": "top10", "items": [{"user_id": "forged", "rank": 1}]})
-            refused = await mine.until(lambda message: "message" in message)
-            await theirs.read_for(1.5)
-            return answer, refused, theirs.messages
-
-    answer, refused, bystander_saw = asyncio.run(scenario())
-
-    top = requests.get(f"{api_url}/v1/scores", timeout=30).json()
-    assert answer["items"] == top
-    assert isinstance(answer["seq"], int)
-    assert refused["message"] == "Forbidden"
-    assert all("forged" not in json.dumps(message) for message in bystander_saw)
-
-
-def test_a_score_is_pushed_to_connected_clients_and_the_player_learns_their_rank(ws_url: str, api_url: str) -> None:
-    scorer, watcher = Player(api_url), Player(api_url)
-
-    async def scenario() -> tuple[float, dict[str, Any], dict[str, Any]]:
-        async with connected(ws_url, watcher.access_token) as watching, connected(ws_url, scorer.access_token) as own:
-            await watching.send({"action": "top10"})
-            before = await watching.until(is_top10)
+    async def scenario() -> tuple[float, dict[str, Any]]:
+        async with watching(live, BOARD) as viewer:
             started = time.monotonic()
             await asyncio.to_thread(scorer.play, 1000)
-            pushed = await watching.until(
-                lambda message: (
-                    is_top10(message)
-                    and message["seq"] > before["seq"]
-                    and any(entry["user_id"] == scorer.user_id for entry in message["items"])
-                )
+            pushed = await viewer.until(
+                lambda message: is_top10(message) and any(e["user_id"] == scorer.user_id for e in message["items"])
             )
-            elapsed = time.monotonic() - started
-            rank = await own.until(lambda message: message.get("type") == "rank")
-            return elapsed, pushed, rank
+            return time.monotonic() - started, pushed
 
-    elapsed, pushed, rank = asyncio.run(scenario())
+    elapsed, pushed = asyncio.run(scenario())
 
+    assert (pushed["board"], pushed["season"]) == ("global", "all")
+    assert isinstance(pushed["seq"], int)
     mine = next(entry for entry in pushed["items"] if entry["user_id"] == scorer.user_id)
-    assert mine["user_name"] == scorer.username
+    assert (mine["user_name"], mine["score"]) == (scorer.username, 1000)
     assert [entry["rank"] for entry in pushed["items"]] == list(range(1, len(pushed["items"]) + 1))
-    assert (rank["user_id"], rank["rank"], rank["score"]) == (scorer.user_id, mine["rank"], 1000)
     assert elapsed < PUSH_TIMEOUT_SECONDS
 
 
-def test_under_a_burst_clients_get_few_boards_in_order_and_end_on_the_final_one(ws_url: str, api_url: str) -> None:
+def test_a_player_on_their_own_channel_gets_their_standing_at_once_and_when_passed(
+    live: LiveFeed, api_url: str
+) -> None:
+    me, rival = Player(api_url), Player(api_url)
+    me.play(500)
+    wait_for_total(api_url, me.user_id, 500)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with watching(live, f"/players/{me.user_id}", me.access_token) as own:
+            arrived = await own.until(lambda message: message.get("type") == "rank")
+            for _ in range(2):
+                await asyncio.to_thread(rival.play, 1000)  # 2,000 > 500: passes me
+            passed = await own.until(
+                lambda message: message.get("type") == "rank" and message["rank"] > arrived["rank"]
+            )
+            return arrived, passed
+
+    arrived, passed = asyncio.run(scenario())
+
+    assert (arrived["user_id"], arrived["user_name"], arrived["score"]) == (me.user_id, me.username, 500)
+    assert passed["previous_rank"] == arrived["rank"]  # the rank last sent: never null for a watcher
+    assert passed["seq"] > arrived["seq"]
+    standing = requests.get(f"{api_url}/v1/scores/{me.user_id}", timeout=30).json()
+    assert passed["rank"] <= standing["rank"]
+
+
+@pytest.mark.parametrize("case", ["another player's", "anonymous on a player's", "every player's"])
+def test_nobody_may_subscribe_to_another_players_channel(live: LiveFeed, api_url: str, case: str) -> None:
+    me, other = Player(api_url), Player(api_url)
+    channel, token = {
+        "another player's": (f"/players/{other.user_id}", me.access_token),
+        "anonymous on a player's": (f"/players/{me.user_id}", ANONYMOUS),
+        "every player's": ("/players/*", me.access_token),
+    }[case]
+
+    async def scenario() -> SubscribeError:
+        async with await EventSocket.connect(live.realtime_url, live.http_host, token) as socket:
+            with pytest.raises(SubscribeError) as refused:
+                await socket.subscribe(channel)
+            return refused.value
+
+    refused = asyncio.run(scenario())
+
+    assert refused.error_type is not None
+
+
+@pytest.mark.parametrize("who", ["anonymous", "a player"])
+def test_no_client_can_publish_over_the_socket_or_over_http(live: LiveFeed, api_url: str, who: str) -> None:
+    token = Player(api_url).access_token if who == "a player" else ANONYMOUS
+    forged = {"type": "top10", "board": "global", "season": "all", "seq": 2**62, "items": [{"user_id": "forged"}]}
+
+    async def scenario() -> tuple[PublishError, list[PublishError], list[dict[str, Any]]]:
+        async with watching(live, BOARD) as bystander:
+            async with await EventSocket.connect(live.realtime_url, live.http_host, token) as attacker:
+                with pytest.raises(PublishError) as over_socket:
+                    await attacker.publish(BOARD, [forged])
+            over_http = []
+            for authorization in (token, None):
+                with pytest.raises(PublishError) as refused:
+                    await publish_http(live.http_url, BOARD, [forged], authorization)
+                over_http.append(refused.value)
+            await bystander.read_for(1.5)
+            return over_socket.value, over_http, bystander.messages
+
+    over_socket, over_http, bystander_saw = asyncio.run(scenario())
+
+    assert over_socket.error_type is not None
+    assert all(refused.status in (401, 403) for refused in over_http)
+    assert all("forged" not in json.dumps(message) for message in bystander_saw)
+
+
+def expired_copy(token: str, local_stack: Endpoints) -> str:
+    """The same access token, validly signed with the stack's key, expired an hour ago."""
+    secrets = boto3.client(
+        "secretsmanager",
+        endpoint_url=local_stack.aws_endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="e2e",
+        aws_secret_access_key="e2e",
+    )
+    secret = secrets.get_secret_value(SecretId=local_stack.identities["SigningKeySecret"].ref)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    now = int(time.time())
+    claims |= {"iat": now - 4200, "exp": now - 3600}
+    header = jwt.get_unverified_header(token)
+    assert header["kid"] == secret["VersionId"]
+    key = json.loads(secret["SecretString"])["signing_key"]
+    return jwt.encode(claims, key, algorithm="HS256", headers={"typ": header["typ"], "kid": header["kid"]})
+
+
+def test_a_bad_forged_or_expired_token_is_refused_at_connect(
+    live: LiveFeed, api_url: str, local_stack: Endpoints | None
+) -> None:
+    token = Player(api_url).access_token
+    bad = ["not-a-token", token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"), "Anonymous"]
+    if local_stack is not None:  # minting an expired token needs the stack's key
+        bad.append(expired_copy(token, local_stack))
+
+    async def refusals() -> list[ConnectionRefused]:
+        found = []
+        for value in bad:
+            with pytest.raises(ConnectionRefused) as refused:
+                await EventSocket.connect(live.realtime_url, live.http_host, value)
+            found.append(refused.value)
+        return found
+
+    assert len(asyncio.run(refusals())) == len(bad)
+
+
+def test_under_a_burst_viewers_get_few_boards_in_order_and_end_on_the_final_one(live: LiveFeed, api_url: str) -> None:
     players = [Player(api_url) for _ in range(5)]
     scores = {player.user_id: [100 + 10 * index + round for round in range(6)] for index, player in enumerate(players)}
 
@@ -137,29 +203,26 @@ def test_under_a_burst_clients_get_few_boards_in_order_and_end_on_the_final_one(
         for score in scores[player.user_id]:
             player.play(score)
 
-    async def scenario() -> tuple[list[Client], float]:
-        async with (
-            connected(ws_url, players[0].access_token) as first,
-            connected(ws_url, players[1].access_token) as second,
-        ):
+    async def scenario() -> tuple[list[Viewer], float]:
+        async with watching(live, BOARD) as first, watching(live, BOARD, players[0].access_token) as second:
             started = time.monotonic()
             with ThreadPoolExecutor(len(players)) as pool:
                 await asyncio.gather(*(asyncio.wrap_future(pool.submit(play_all, player)) for player in players))
             for player in players:
                 await asyncio.to_thread(wait_for_total, api_url, player.user_id, sum(scores[player.user_id]))
-            for client in (first, second):
-                await client.read_for(2)  # the last board, coalesced, may still be on its way
+            for viewer in (first, second):
+                await viewer.read_for(2)  # the last board, coalesced, may still be on its way
             return [first, second], time.monotonic() - started
 
-    clients, seconds = asyncio.run(scenario())
+    viewers, seconds = asyncio.run(scenario())
 
     final = requests.get(f"{api_url}/v1/scores", timeout=30).json()
-    for client in clients:
-        boards = [message for message in client.messages if is_top10(message)]
+    for viewer in viewers:
+        boards = [message for message in viewer.messages if is_top10(message)]
         seqs = [board["seq"] for board in boards]
-        assert client.board is not None
-        assert client.board["items"] == final  # the newest board a client holds is the final one
-        assert len(set(seqs)) == len(seqs)  # each board once; a client drops any that arrives after a newer one
+        assert viewer.board is not None
+        assert viewer.board["items"] == final  # the newest board a viewer holds is the final one
+        assert len(set(seqs)) == len(seqs)  # each board once
         assert len(boards) <= 4 * seconds + 4  # coalesced: at most a few per second, not one per score (30)
         for board in boards:
             assert [entry["score"] for entry in board["items"]] == sorted(

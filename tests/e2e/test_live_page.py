@@ -1,9 +1,10 @@
 """The live page (web/) in a real browser: Debian's Chromium driven by Playwright, against the running stack.
 
-A player logs in through the page; other clients post scores through the HTTP API; the page must show the new top
-10, the player's own rank and the "someone passed you" notice as the WebSocket pushes them, in the same document
-(no reload). Against the local runtime the page is the one its gateway serves; against a deployed stack (API_URL)
-the test serves web/ itself on the API's origin. ``config.json`` is answered by the test with the stack's URLs.
+A visitor who is not logged in sees the live top 10; a player logs in through the page; other clients post scores
+through the HTTP API; the page must show the new top 10, the player's own rank and the "someone passed you" notice
+as the live feed (AppSync Events) delivers them, in the same document (no reload). Against the local runtime the
+page is the one its gateway serves; against a deployed stack (API_URL) the test serves web/ itself on the API's
+origin. ``config.json`` is answered by the test with the stack's URLs.
 Screenshots of every step go to artifacts/screenshots/.
 """
 
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Playwright, Route, expect, sync_playwright
+
+from tests.e2e.conftest import LiveFeed
 
 pytestmark = pytest.mark.e2e
 
@@ -178,7 +181,7 @@ class PageSession:
 
 @pytest.fixture
 def open_page(
-    browser: Browser, api_url: str, ws_url: str, stack_serves_page: bool
+    browser: Browser, api_url: str, live: LiveFeed, stack_serves_page: bool
 ) -> Iterator[Callable[..., PageSession]]:
     sessions: list[PageSession] = []
 
@@ -188,7 +191,7 @@ def open_page(
 
     def opener(prefix: str, *, fake_clock: bool = False, **context_options: Any) -> PageSession:
         context = browser.new_context(**context_options)
-        config = json.dumps({"apiUrl": api_url, "wsUrl": ws_url})
+        config = json.dumps({"apiUrl": api_url, "liveUrl": live.realtime_url, "liveHttpUrl": live.http_url})
         context.route(
             f"{api_url}/config.json", lambda route: route.fulfill(content_type="application/json", body=config)
         )
@@ -212,6 +215,40 @@ def open_page(
 
 
 # --- The tests -----------------------------------------------------------------------------------------------------
+
+
+def test_a_visitor_who_is_not_logged_in_sees_the_top10_live(
+    open_page: Callable[..., PageSession], api_url: str
+) -> None:
+    # Given a visitor who opens the page and does not log in
+    page = open_page("anonymous", viewport={"width": 1280, "height": 900})
+    expect(page.by("connection-status")).to_have_attribute("data-state", "live", timeout=LIVE_TIMEOUT_MS)
+    expect(page.by("auth")).to_be_visible()
+    expect(page.by("game")).to_be_hidden()
+    page.mark_document()
+    page.record_changes()
+    page.shot("anonymous")
+
+    # When a player takes the lead through the API
+    rival = ApiPlayer(api_url, "Anonymous view rival")
+    rival.climb_above(leader_score(api_url))
+
+    # Then the visitor's top 10 shows them first, without a reload
+    rival_row = page.row("top10", rival.user_id)
+    expect(rival_row).to_have_attribute("data-rank", "1", timeout=LIVE_TIMEOUT_MS)
+    expect(rival_row).to_have_attribute("data-score", str(rival.total), timeout=LIVE_TIMEOUT_MS)
+    page.expect_change(rival.user_id, "new")
+    page.shot("anonymous-live")
+
+    # When the network drops and comes back, then the page reconnects and the board keeps up
+    page.context.set_offline(True)
+    expect(page.by("connection-status")).to_have_attribute("data-state", "offline")
+    page.context.set_offline(False)
+    expect(page.by("connection-status")).to_have_attribute("data-state", "live", timeout=LIVE_TIMEOUT_MS)
+    rival.play(1)
+    expect(rival_row).to_have_attribute("data-score", str(rival.total), timeout=LIVE_TIMEOUT_MS)
+    page.assert_same_document()
+    page.shot("anonymous-reconnected")
 
 
 def test_top10_and_own_rank_update_live_without_reload(open_page: Callable[..., PageSession], api_url: str) -> None:
@@ -291,10 +328,14 @@ def test_top10_and_own_rank_update_live_without_reload(open_page: Callable[..., 
     page.shot("reconnected")
     page.assert_same_document()
 
-    # When the player logs out, then the login form is back and the live connection closed
+    # When the player logs out, then the login form is back and the board stays live for the visitor
     page.by("logout-button").click()
     expect(page.by("login-form")).to_be_visible()
-    expect(page.by("connection-status")).to_have_attribute("data-state", "offline")
+    expect(page.by("game")).to_be_hidden()
+    expect(page.by("connection-status")).to_have_attribute("data-state", "live")
+    rival.play(1)
+    expect(page.row("top10", rival.user_id)).to_have_attribute("data-score", str(rival.total), timeout=LIVE_TIMEOUT_MS)
+    expect(page.row("top10", me.user_id)).not_to_have_attribute("data-me", "true")
     page.shot("logged-out")
 
 
@@ -403,5 +444,5 @@ def test_tokens_are_refreshed_before_expiry_and_a_refused_refresh_logs_out(
     # Then the player is back at the login form, told why
     expect(page.by("login-form")).to_be_visible()
     expect(page.by("auth-error")).to_contain_text("session has ended")
-    expect(page.by("connection-status")).to_have_attribute("data-state", "offline")
+    expect(page.by("connection-status")).to_have_attribute("data-state", "live")  # the board stays live
     page.shot("refresh-refused")

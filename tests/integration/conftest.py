@@ -185,7 +185,7 @@ class Runtime(RuntimeProcess):
         environment = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
         environment |= {
             "LOCAL_API_PORT": str(port),
-            "LOCAL_WS_PORT": os.environ.get("LOCAL_WS_PORT") or str(free_port()),
+            "LOCAL_EVENT_API_PORT": os.environ.get("LOCAL_EVENT_API_PORT") or str(free_port()),
         }
         super().__init__(
             state_dir, project / "runtime.log", environment, ["--template", str(project / "template.yaml")]

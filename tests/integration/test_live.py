@@ -1,36 +1,51 @@
-"""Live pushes in-process: the board's version and publishing lease against the real Redis; the WebSocket handlers,
-the publisher and the fan-out against moto (tables and queues from template.yaml), driven as API Gateway and the
-SQS event sources would drive them."""
+"""The live feed in-process: the board's version, publishing lease, watcher registry and audience against the real
+Redis; the authorizer, the onSubscribe handler, the publisher and the sender against moto (tables and queues from
+template.yaml), driven as AppSync and the SQS event sources would drive them."""
 
 import json
-import os
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from unittest import mock
-from urllib.parse import quote
 
 import pytest
 import redis
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+from aws_lambda_powertools.event_handler.events_appsync.exceptions import UnauthorizedException
 
-from functions.live import close_connection, open_connection, post_to_connections, publish_board, send_top10
-from functions.login import authorize_connection
+from functions.live import on_subscribe, publish_board, publish_events
+from functions.login import authorize_live
 from functions.scores import rebuild_board
-from leaderboard import aws, board, connections, live, messages
-from leaderboard.board import Board, LeaseLost, PlayerTotal
+from leaderboard import board, event_api, live, signing_keys, tokens
+from leaderboard.board import AUDIENCE_WINDOW_MS, WATCH_MS, Board, LeaseLost, PlayerTotal
+from leaderboard.config import settings
 from leaderboard.identity import Identity
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import REDIS_URL, Game
+from tests.integration.conftest import REDIS_URL, Game, Stack
 
-# --- the board's version and the publishing lease (Redis alone) ----------------------------------------------------
+# --- the board's version, the publishing lease, watchers and audience (Redis alone) --------------------------------
+
+
+class Clock:
+    """The writer's clock, in epoch seconds, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_795_795_200.0  # 2026-11-28T00:00:00Z
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
-def scoreboard() -> Iterator[Board]:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def scoreboard(clock: Clock) -> Iterator[Board]:
     client = redis.Redis.from_url(REDIS_URL)
     name = f"test-{uuid.uuid4().hex[:12]}"
-    yield Board(name, client)
+    yield Board(name, client, clock=clock)
     for key in client.scan_iter(match=f"leaderboard:{{{name}}}:*"):
         client.delete(key)
 
@@ -39,15 +54,22 @@ def total(user_id: str, points: int, version: int = 1) -> PlayerTotal:
     return PlayerTotal(user_id, user_id.title(), points, version, reached_at_ms=1_795_795_200_000 + version)
 
 
+def finish(scoreboard: Board, lease: str, more: bool = False) -> bool:
+    """Run one publishing cycle's bookkeeping as the publisher does, publishing nothing."""
+    snapshot = scoreboard.snapshot()
+    scoreboard.rank_changes(lease, limit=1000)
+    return scoreboard.finish_cycle(lease, snapshot, more)
+
+
 def test_a_change_takes_the_lease_and_later_changes_wait_for_its_publisher(scoreboard: Board) -> None:
     first = scoreboard.set_totals([total("ann", 10)])
     second = scoreboard.set_totals([total("bob", 20)])
-    published = scoreboard.published(str(first.lease), scoreboard.snapshot())
+    keep_going = finish(scoreboard, str(first.lease))
     third = scoreboard.set_totals([total("cid", 5)])
 
     assert first.lease is not None
     assert second.lease is None
-    assert published is False  # nothing newer than what it published: the lease is given back...
+    assert keep_going is False  # nothing newer than what it published: the lease is given back...
     assert third.lease is not None  # ...and the next change takes it
 
 
@@ -63,177 +85,206 @@ def test_a_write_that_changes_nothing_keeps_the_version_and_wakes_nobody(scorebo
 
 def test_a_change_during_a_cycle_keeps_the_publisher_going_until_it_has_published_the_last(scoreboard: Board) -> None:
     lease = str(scoreboard.set_totals([total("ann", 10)]).lease)
-    seen = scoreboard.snapshot()
-    scoreboard.set_totals([total("bob", 20)])  # arrives while the cycle posts `seen`
+    snapshot = scoreboard.snapshot()
+    scoreboard.set_totals([total("bob", 20)])  # while the cycle publishes
 
-    assert scoreboard.published(lease, seen) is True
-    latest = scoreboard.snapshot()
-    assert latest.seq > seen.seq
-    assert scoreboard.published(lease, latest) is False
+    assert scoreboard.finish_cycle(lease, snapshot, more=False) is True
+    assert finish(scoreboard, lease) is False
 
 
 def test_a_publisher_that_lost_its_lease_stops_and_leaves_the_new_holder_alone(scoreboard: Board) -> None:
-    stale = str(scoreboard.set_totals([total("ann", 10)]).lease)
-    redis.Redis.from_url(REDIS_URL).delete(scoreboard.keys[5])  # the lease expired: its holder died, say
-    fresh = scoreboard.set_totals([total("bob", 20)]).lease
-    scoreboard.set_totals([total("cid", 30)])
+    lease = str(scoreboard.set_totals([total("ann", 10)]).lease)
+    redis.Redis.from_url(REDIS_URL).set(scoreboard.keys["publishing"], "another-publisher")
 
-    assert scoreboard.published(stale, scoreboard.snapshot()) is False
-    assert fresh is not None
-    assert scoreboard.set_totals([total("dan", 40)]).lease is None  # still held by the fresh publisher
-    scoreboard.abandon(stale)  # giving up a lease that is not yours changes nothing
-    assert scoreboard.set_totals([total("eve", 50)]).lease is None
+    with pytest.raises(LeaseLost):
+        scoreboard.rank_changes(lease, limit=10)
+    assert scoreboard.finish_cycle(lease, scoreboard.snapshot(), more=False) is False
+    assert redis.Redis.from_url(REDIS_URL).get(scoreboard.keys["publishing"]) == b"another-publisher"
 
 
 def test_the_top_10_version_moves_only_when_the_top_10_changes(scoreboard: Board) -> None:
-    scoreboard.set_totals([total(f"p{rank:02d}", 1000 - rank) for rank in range(1, 13)])
-    filled = scoreboard.snapshot()
-    scoreboard.set_totals([total("p12", 989, version=2)])  # 12th gains a point and stays 12th
-    below = scoreboard.snapshot()
-    scoreboard.set_totals([total("p12", 5000, version=3)])
-    passed = scoreboard.snapshot()
+    scoreboard.set_totals([total(f"p{index:02d}", 100 + index) for index in range(10)])
+    top_before = scoreboard.snapshot().top_seq
 
-    assert filled.top_seq == filled.seq
-    assert filled.top_is_new
-    assert below.seq > filled.seq
-    assert below.top_seq == filled.top_seq
-    assert passed.top_seq == passed.seq
-    assert [entry.user_id for entry in passed.top][:2] == ["p12", "p01"]
+    scoreboard.set_totals([total("low", 1)])  # 11th: below the top 10
+    unchanged = scoreboard.snapshot()
+    scoreboard.set_totals([total("high", 1_000)])
+    changed = scoreboard.snapshot()
+
+    assert unchanged.top_seq == top_before < unchanged.seq
+    assert changed.top_seq == changed.seq > unchanged.seq
 
 
-def test_the_version_keeps_rising_when_redis_comes_back_empty(scoreboard: Board) -> None:
+def test_the_version_comes_from_the_writers_clock_and_keeps_rising_when_redis_comes_back_empty(
+    scoreboard: Board, clock: Clock
+) -> None:
     scoreboard.set_totals([total("ann", 10)])
-    before = scoreboard.snapshot().seq
-    redis.Redis.from_url(REDIS_URL).delete(*scoreboard.keys)
+    first = scoreboard.snapshot().seq
+    scoreboard.set_totals([total("ann", 20, version=2)])  # within the same microsecond: one more
 
-    scoreboard.set_totals([total("ann", 10)])
+    second = scoreboard.snapshot().seq
+    redis.Redis.from_url(REDIS_URL).delete(*scoreboard.keys.values())  # Redis restarted empty...
+    clock.now += 1
+    scoreboard.set_totals([total("ann", 20, version=2)])
 
-    assert scoreboard.snapshot().seq > before  # so clients holding the old board take the new one
+    assert first == int(clock.now - 1) * 1_000_000  # no TIME in any script: the caller's clock
+    assert second == first + 1
+    assert scoreboard.snapshot().seq > second  # ...and the version still rose
 
 
-def told(scoreboard: Board, lease: str, user_ids: list[str]) -> tuple[int, list[board.RankChange]]:
-    """One publishing cycle's standing changes, its posts queued (so they count as pushed)."""
+def test_a_watcher_is_owed_their_standing_at_once_and_then_only_when_it_moves(scoreboard: Board) -> None:
+    lease = str(scoreboard.set_totals([total("ann", 300), total("bob", 200)]).lease)
+    assert finish(scoreboard, lease) is False  # nobody watches: no standing to tell
+
+    took = scoreboard.watch("bob")
+    first = scoreboard.rank_changes(str(took), limit=10)
+    scoreboard.finish_cycle(str(took), scoreboard.snapshot(), first.more)
+    lease = str(scoreboard.set_totals([total("cid", 250)]).lease)  # passes bob
+    second = scoreboard.rank_changes(lease, limit=10)
+    scoreboard.finish_cycle(lease, scoreboard.snapshot(), second.more)
+    lease = str(scoreboard.set_totals([total("ann", 400, version=2)]).lease)  # bob does not move
+    third = scoreboard.rank_changes(lease, limit=10)
+
+    assert took is not None  # subscribing woke a publisher for bob's standing
+    assert [(c.standing.user_id, c.standing.rank, c.previous_rank) for c in first.changes] == [("bob", 2, None)]
+    assert [(c.standing.user_id, c.standing.rank, c.previous_rank) for c in second.changes] == [("bob", 3, 2)]
+    assert third.changes == []
+
+
+def test_subscribing_again_resends_the_standing_with_the_rank_last_told(scoreboard: Board) -> None:
+    finish(scoreboard, str(scoreboard.set_totals([total("ann", 300)]).lease))
+    lease = str(scoreboard.watch("ann"))
+    scoreboard.finish_cycle(lease, scoreboard.snapshot(), scoreboard.rank_changes(lease, limit=10).more)
+
+    again = str(scoreboard.watch("ann"))  # the page renewed its subscription, or reloaded
+    (change,) = scoreboard.rank_changes(again, limit=10).changes
+
+    assert (change.standing.rank, change.previous_rank) == (1, 1)
+
+
+def test_a_player_with_no_score_who_subscribes_is_watched_but_wakes_nobody(scoreboard: Board) -> None:
+    finish(scoreboard, str(scoreboard.set_totals([total("ann", 300)]).lease))
+
+    assert scoreboard.watch("newcomer") is None
+    lease = str(scoreboard.set_totals([total("newcomer", 10)]).lease)
+    (change,) = scoreboard.rank_changes(lease, limit=10).changes
+    assert (change.standing.user_id, change.standing.rank, change.previous_rank) == ("newcomer", 2, None)
+
+
+def test_a_watcher_who_stops_renewing_is_forgotten(scoreboard: Board, clock: Clock) -> None:
+    finish(scoreboard, str(scoreboard.set_totals([total("ann", 300)]).lease))
+    lease = str(scoreboard.watch("ann"))
+    scoreboard.finish_cycle(lease, scoreboard.snapshot(), scoreboard.rank_changes(lease, limit=10).more)
+
+    clock.now += WATCH_MS / 1000 + 1
+    lease = str(scoreboard.set_totals([total("ann", 400, version=2)]).lease)
+
+    assert scoreboard.rank_changes(lease, limit=10).changes == []
+    client = redis.Redis.from_url(REDIS_URL)
+    assert client.zcard(scoreboard.keys["watchers"]) == 0
+    assert client.hlen(scoreboard.keys["notified"]) == 0  # what they were told goes with them
+
+
+def test_a_cycle_takes_at_most_its_allowance_and_the_next_goes_on_from_there(scoreboard: Board) -> None:
+    players = [f"p{index}" for index in range(5)]
+    lease = str(scoreboard.set_totals([total(player, 100) for player in players]).lease)
+    for player in players:
+        scoreboard.watch(player)
+
+    told: list[str] = []
+    cycles, start, keep_going = 0, 0, True
+    while keep_going:
+        snapshot = scoreboard.snapshot()
+        ranks = scoreboard.rank_changes(lease, limit=2, start=start)
+        told += [change.standing.user_id for change in ranks.changes]
+        keep_going, start, cycles = scoreboard.finish_cycle(lease, snapshot, ranks.more), ranks.next_start, cycles + 1
+
+    assert sorted(told) == players  # each exactly once
+    assert cycles == 3  # 2 + 2 + 1, the lease kept until the last
+
+
+def test_a_subscription_during_a_cycle_keeps_the_publisher_going(scoreboard: Board) -> None:
+    lease = str(scoreboard.set_totals([total("ann", 300)]).lease)
     snapshot = scoreboard.snapshot()
-    seq, changes = scoreboard.rank_changes(lease, user_ids)
-    scoreboard.published(lease, snapshot)
-    return seq, changes
+    scoreboard.rank_changes(lease, limit=10)
+    assert scoreboard.watch("ann") is None  # the publisher holds the lease...
+
+    assert scoreboard.finish_cycle(lease, snapshot, more=False) is True  # ...so it goes round once more for ann
+    (change,) = scoreboard.rank_changes(lease, limit=10).changes
+    assert change.standing.user_id == "ann"
 
 
-def test_standing_changes_are_reported_once_per_change_and_only_for_connected_players(scoreboard: Board) -> None:
-    lease = str(scoreboard.set_totals([total("ann", 30), total("bob", 20), total("cid", 10)]).lease)
+def test_the_audience_counts_subscriptions_over_the_last_window(scoreboard: Board, clock: Clock) -> None:
+    clock.now = (clock.now * 1000 // AUDIENCE_WINDOW_MS) * AUDIENCE_WINDOW_MS / 1000  # the start of a window
+    for _ in range(4):
+        scoreboard.count_viewer()
+    clock.now += AUDIENCE_WINDOW_MS / 1000 * 1.25  # a quarter into the next window
+    scoreboard.count_viewer()
 
-    _, not_queued = scoreboard.rank_changes(lease, ["ann", "bob", "cid"])  # a cycle that failed before queuing
-    _, first = told(scoreboard, lease, ["ann", "bob", "cid", "nobody-with-a-score", "ann"])
-    _, unchanged = told(scoreboard, lease, ["ann", "bob", "cid"])
-    lease = str(scoreboard.set_totals([total("cid", 40, version=2)]).lease)  # the lease was free: a new publisher
-    version = scoreboard.snapshot().seq
-    seq, passed = told(scoreboard, lease, ["ann", "bob", "cid"])
-    # The leader pulls away: a new score, the same rank.
-    lease = str(scoreboard.set_totals([total("cid", 45, version=3)]).lease)
-    _, pulled_away = told(scoreboard, lease, ["ann", "bob", "cid"])
-    told(scoreboard, lease, ["ann"])  # bob and cid disconnected: forgotten
-    _, back = told(scoreboard, lease, ["ann", "bob"])
-
-    assert first == not_queued  # reported again: the failed cycle's were never pushed
-    assert [(c.standing.user_id, c.standing.rank, c.previous_rank) for c in first] == [
-        ("ann", 1, None),
-        ("bob", 2, None),
-        ("cid", 3, None),
-    ]
-    assert unchanged == []
-    assert seq == version  # the version the changes were read at
-    assert {(c.standing.user_id, c.standing.rank, c.standing.score, c.previous_rank) for c in passed} == {
-        ("ann", 2, 30, 1),
-        ("bob", 3, 20, 2),
-        ("cid", 1, 40, 3),
-    }
-    assert [(c.standing.user_id, c.standing.rank, c.standing.score, c.previous_rank) for c in pulled_away] == [
-        ("cid", 1, 45, 1)
-    ]
-    assert [(c.standing.user_id, c.previous_rank) for c in back] == [("bob", None)]
+    # 1 this window, and three quarters of the 4 before: the last AUDIENCE_WINDOW_MS.
+    assert scoreboard.snapshot().viewers == pytest.approx(1 + 4 * 0.75)
+    clock.now += AUDIENCE_WINDOW_MS / 1000 * 2
+    assert scoreboard.snapshot().viewers == 0  # nobody renewed: nobody is watching
 
 
 def test_only_the_lease_holder_records_standings(scoreboard: Board) -> None:
-    scoreboard.set_totals([total("ann", 30)])
-    redis.Redis.from_url(REDIS_URL).delete(scoreboard.keys[5])  # the lease expired
-    fresh = str(scoreboard.set_totals([total("bob", 20)]).lease)
+    scoreboard.set_totals([total("ann", 300)])
+    scoreboard.watch("ann")
 
     with pytest.raises(LeaseLost):
-        scoreboard.rank_changes("an-expired-lease", ["ann", "bob"])
-    _, changes = scoreboard.rank_changes(fresh, ["ann", "bob"])
-
-    assert len(changes) == 2  # the stale publisher recorded nothing
+        scoreboard.rank_changes("not-the-holder", limit=10)
+    assert redis.Redis.from_url(REDIS_URL).hlen(scoreboard.keys["notified"]) == 0
 
 
 def test_an_expired_lease_is_taken_again_when_changes_are_still_unpublished(scoreboard: Board) -> None:
     lease = str(scoreboard.set_totals([total("ann", 10)]).lease)
-    seen = scoreboard.snapshot()
-    scoreboard.set_totals([total("bob", 20)])  # woke nobody: the lease was held
-    redis.Redis.from_url(REDIS_URL).delete(scoreboard.keys[5])  # then the lease expired mid-cycle
+    snapshot = scoreboard.snapshot()
+    redis.Redis.from_url(REDIS_URL).delete(scoreboard.keys["publishing"])  # expired mid-cycle
+    scoreboard.set_totals([total("bob", 20)])  # took the lease and woke another publisher
 
-    assert scoreboard.published(lease, seen) is True  # so the publisher takes it again and goes on
-    assert scoreboard.set_totals([total("cid", 30)]).lease is None
-
-
-def test_the_safety_net_claims_the_lease_only_for_an_unpublished_change(scoreboard: Board) -> None:
-    lease = str(scoreboard.set_totals([total("ann", 10)]).lease)
-    assert scoreboard.claim() is None  # held
-    scoreboard.abandon(lease)  # its wake-up was lost
-    claimed = scoreboard.claim()
-    assert claimed is not None
-    assert scoreboard.published(claimed, scoreboard.snapshot()) is False
-    assert scoreboard.claim() is None  # published: nothing to do
+    assert scoreboard.finish_cycle(lease, snapshot, more=False) is False  # that one answers for it now
 
 
-@pytest.mark.parametrize("name", ["Ann", "A" * 32, "🏆" * 32, '"' * 32, "\uffff" * 32])
-def test_chunks_keep_every_delivery_and_ten_fit_one_sqs_batch(name: str) -> None:
-    standing = board.Standing(user_id="u" * 32, user_name=name, rank=1, score=10**15)
-    top10 = messages.encode({"type": "top10", "seq": 1, "items": [standing.body()] * 10})
-    many = [f"conn-{index:011d}=" for index in range(1, 601)]
-    ranks = [
-        (messages.rank_message(board.RankChange(standing, 2), index), [f"rank-{index:09d}="]) for index in range(600)
-    ]
+def test_the_safety_net_claims_the_lease_only_for_something_unpublished(scoreboard: Board) -> None:
+    assert scoreboard.claim() is None  # nothing ever changed
+    scoreboard.set_totals([total("ann", 10)])
+    redis.Redis.from_url(REDIS_URL).delete(scoreboard.keys["publishing"])  # the wake-up was lost
 
-    chunks = list(live._chunks([(top10, many), *ranks]))
-
-    deliveries = [(data, to) for chunk in chunks for data, recipients in chunk.posts for to in recipients]
-    assert deliveries == [(top10, to) for to in many] + [(data, to[0]) for data, to in ranks]
-    assert all(sum(len(to) for _, to in chunk.posts) <= live.POSTS_PER_CHUNK for chunk in chunks)
-    sizes = [len(chunk.body().encode()) for chunk in chunks]
-    assert max(sizes) <= live.BYTES_PER_CHUNK
-    assert 10 * max(sizes) <= 256 * 1024  # SendMessageBatch's limit, ten chunks at a time
-    assert [live.Chunk.from_body(chunk.body()) for chunk in chunks] == chunks
-    assert all(chunk.body().isascii() for chunk in chunks)  # SQS refuses some characters a name may hold
+    lease = scoreboard.claim()
+    assert lease is not None
+    finish(scoreboard, lease)
+    assert scoreboard.claim() is None
+    scoreboard.watch("ann")  # owed a standing, and the wake-up lost
+    redis.Redis.from_url(REDIS_URL).delete(scoreboard.keys["publishing"])
+    assert scoreboard.claim() is not None
 
 
-# --- the WebSocket handlers, the publisher and the fan-out (moto) ---------------------------------------------------
-
-ENDPOINT = "https://abcdef1234.execute-api.us-east-1.amazonaws.com/live"
+# --- the functions, driven as AppSync and the queues' event sources would (moto) ------------------------------------
 
 
 class Live:
-    """Drives the live functions as API Gateway and the two queues' event sources would."""
+    """Subscribes through the onSubscribe handler and runs the publisher; what it queues is what would be published."""
 
     def __init__(self, game: Game) -> None:
         self.game = game
         self.sqs = game.stack.sqs
         self.wake_ups_url = game.stack.physical_id("BoardChangesQueue")
-        self.fanout_url = game.stack.physical_id("FanoutQueue")
+        self.events_url = game.stack.physical_id("LiveEventsQueue")
+        self.published: list[tuple[str, dict[str, Any]]] = []
 
-    def connect(self, player: Identity) -> str:
-        event = load_event("open_connection")
-        connection_id = uuid.uuid4().hex[:14] + "=="
-        event["requestContext"] |= {"connectionId": connection_id, "authorizer": player.as_context()}
-        assert open_connection.lambda_handler(event, FakeLambdaContext()) == {"statusCode": 200}
-        return connection_id
+    def subscribe(self, channel: str, caller: Identity | None = None) -> Any:
+        """Invoke the onSubscribe handler as AppSync does after the authorizer let `caller` (None: anonymous) in."""
+        event = load_event("on_subscribe_board")
+        event["identity"]["handlerContext"] = caller.as_context() if caller else {}
+        segments = channel.strip("/").split("/")
+        event["info"] |= {"channel": {"path": channel, "segments": segments}, "channelNamespace": {"name": segments[0]}}
+        return on_subscribe.lambda_handler(event, FakeLambdaContext())
 
-    def disconnect(self, connection_id: str) -> None:
-        event = load_event("close_connection")
-        event["requestContext"]["connectionId"] = connection_id
-        assert close_connection.lambda_handler(event, FakeLambdaContext()) == {"statusCode": 200}
+    def view(self) -> None:
+        assert self.subscribe(f"/boards/{settings.board_key}") is None
 
-    def connections(self) -> set[str]:
-        return {item["connection_id"]["S"] for item in self.game.stack.items("ConnectionsTable")}
+    def watch(self, player: Identity) -> None:
+        assert self.subscribe(f"/players/{player.user_id}", player) is None
 
     def take(self, queue_url: str) -> list[dict[str, Any]]:
         messages = []
@@ -244,99 +295,112 @@ class Live:
         return messages
 
     def publish(self) -> int:
-        """Run the publisher on each wake-up waiting, then post every chunk it queued; the number of wake-ups."""
+        """Run the publisher on each wake-up waiting, then collect what it queued; the number of wake-ups."""
         wake_ups = self.take(self.wake_ups_url)
         for wake_up in wake_ups:
             event = load_event("publish_board")
             event["Records"][0]["body"] = wake_up["Body"]
             publish_board.lambda_handler(event, FakeLambdaContext())
-        for chunk in self.take(self.fanout_url):
-            event = load_event("post_to_connections")
-            event["Records"][0]["body"] = chunk["Body"]
-            post_to_connections.lambda_handler(event, FakeLambdaContext())
+        self.collect()
         return len(wake_ups)
 
     def run_safety_net(self) -> None:
         publish_board.lambda_handler(load_event("publish_board_scheduled"), FakeLambdaContext())
-        for chunk in self.take(self.fanout_url):
-            event = load_event("post_to_connections")
-            event["Records"][0]["body"] = chunk["Body"]
-            post_to_connections.lambda_handler(event, FakeLambdaContext())
+        self.collect()
 
-    def tops(self, connection_id: str) -> list[dict[str, Any]]:
-        return [message for message in self.received(connection_id) if message["type"] == "top10"]
+    def collect(self) -> None:
+        for message in self.take(self.events_url):
+            for publish in json.loads(message["Body"])["publishes"]:
+                self.published += [(publish["channel"], json.loads(event)) for event in publish["events"]]
 
-    def received(self, connection_id: str) -> list[dict[str, Any]]:
-        """Every message posted to the connection so far (moto keeps the posts' bytes end to end)."""
-        backend = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
-        data = backend.connections[quote(connection_id, safe="")].data.decode()  # moto keys them as in the URL
-        messages, decoder, position = [], json.JSONDecoder(), 0
-        while position < len(data):
-            message, position = decoder.raw_decode(data, position)
-            messages.append(message)
-        return messages
+    def to(self, channel: str) -> list[dict[str, Any]]:
+        return [message for published_to, message in self.published if published_to == channel]
+
+    def tops(self) -> list[dict[str, Any]]:
+        return self.to(f"/boards/{settings.board_key}")
+
+    def ranks(self, player: Identity) -> list[dict[str, Any]]:
+        return self.to(f"/players/{player.user_id}")
 
 
 @pytest.fixture
-def game_live(game: Game) -> Iterator[Live]:
-    aws.connections_api.cache_clear()
-    with mock.patch.dict(os.environ, {"CONNECTIONS_ENDPOINT": ENDPOINT}):
-        yield Live(game)
-    aws.connections_api.cache_clear()
+def game_live(game: Game) -> Live:
+    return Live(game)
 
 
-def test_a_connection_is_recorded_with_its_player_and_a_two_hour_ttl(game_live: Live) -> None:
-    ann = game_live.game.player("ann")
-
-    connection_id = game_live.connect(ann)
-
-    (item,) = game_live.game.stack.items("ConnectionsTable")
-    assert item["connection_id"]["S"] == connection_id
-    assert item["user_id"]["S"] == ann.user_id
-    assert int(item["expires_at"]["N"]) - int(item["connected_at"]["N"]) == 2 * 60 * 60
-    game_live.disconnect(connection_id)
-    assert game_live.connections() == set()
-
-
-def test_a_score_reaches_every_connection_and_the_players_rank_their_own(game_live: Live) -> None:
+def test_a_score_publishes_the_top10_once_and_each_watching_player_their_own_standing(game_live: Live) -> None:
     game = game_live.game
-    ann, bob = game.player("ann"), game.player("bob")
-    ann_phone, ann_laptop, bob_phone = game_live.connect(ann), game_live.connect(ann), game_live.connect(bob)
+    ann, bob, cid = game.player("ann"), game.player("bob"), game.player("cid")
+    game_live.watch(ann)
+    game_live.watch(bob)  # cid plays but does not watch
 
     game.score(ann, 300)
     game.drain()
     assert game_live.publish() == 1
     game.score(bob, 500)
+    game.score(cid, 400)
     game.drain()
     assert game_live.publish() == 1
 
-    for connection_id in (ann_phone, ann_laptop):
-        # A chunk's posts go out in parallel: a cycle's top 10 and rank may arrive in either order (same seq).
-        received = game_live.received(connection_id)
-        first_top, second_top = [message for message in received if message["type"] == "top10"]
-        first_rank, passed = [message for message in received if message["type"] == "rank"]
-        assert first_top == {"type": "top10", "seq": first_top["seq"], "items": [game.top()[1] | {"rank": 1}]}
-        assert first_rank == {
-            "type": "rank",
-            "seq": first_top["seq"],
-            "user_id": ann.user_id,
-            "user_name": "Ann",
-            "rank": 1,
-            "score": 300,
-            "previous_rank": None,
-        }
-        assert second_top == {"type": "top10", "seq": second_top["seq"], "items": game.top()}
-        assert second_top["seq"] > first_top["seq"]
-        assert (passed["seq"], passed["rank"], passed["previous_rank"]) == (second_top["seq"], 2, 1)
-    bob_messages = game_live.received(bob_phone)
-    assert sorted(message["type"] for message in bob_messages) == ["rank", "top10", "top10"]
-    (bob_rank,) = [message for message in bob_messages if message["type"] == "rank"]
-    assert (bob_rank["user_id"], bob_rank["rank"]) == (bob.user_id, 1)
+    first_top, second_top = game_live.tops()
+    assert first_top == {"type": "top10", "board": settings.board_key, "season": "all", "seq": first_top["seq"]} | {
+        "items": [game.top()[2] | {"rank": 1}]
+    }
+    assert second_top["items"] == game.top()
+    assert second_top["seq"] > first_top["seq"]
+    first_rank, passed = game_live.ranks(ann)
+    assert first_rank == {
+        "type": "rank",
+        "seq": first_top["seq"],
+        "user_id": ann.user_id,
+        "user_name": "Ann",
+        "rank": 1,
+        "score": 300,
+        "previous_rank": None,
+    }
+    assert (passed["seq"], passed["rank"], passed["previous_rank"]) == (second_top["seq"], 3, 1)
+    assert [(message["rank"], message["previous_rank"]) for message in game_live.ranks(bob)] == [(1, None)]
+    assert game_live.ranks(cid) == []
+
+
+def test_the_publishers_work_per_change_does_not_depend_on_the_audience(game_live: Live) -> None:
+    game = game_live.game
+    ann = game.player("ann")
+    queued = []
+    for viewers in (1, 50):
+        for _ in range(viewers):
+            game_live.view()
+        game.score(ann, 100)
+        game.drain()
+        before = len(game_live.published)
+        game_live.publish()
+        queued.append(len(game_live.published) - before)
+
+    assert queued == [1, 1]  # one top-10 publish, whoever watches; AppSync delivers it to each
+
+
+def test_a_new_watcher_is_sent_their_standing_at_once_and_the_next_change_says_where_they_were(
+    game_live: Live,
+) -> None:
+    game = game_live.game
+    ann, bob = game.player("ann"), game.player("bob")
+    game.score(ann, 300)
+    game.drain()
+    game_live.publish()
+
+    game_live.watch(ann)  # subscribing wakes a publisher: no change needed
+    assert game_live.publish() == 1
+    game.score(bob, 500)
+    game.drain()
+    game_live.publish()
+
+    arrived, passed = game_live.ranks(ann)
+    assert (arrived["rank"], arrived["score"], arrived["previous_rank"]) == (1, 300, None)
+    assert (passed["rank"], passed["previous_rank"]) == (2, 1)  # never null for a watcher
 
 
 def test_many_batches_wake_one_publisher_and_it_publishes_the_last_board(game_live: Live) -> None:
     game = game_live.game
-    connection_id = game_live.connect(game.player("watcher"))
     players = [game.player(f"p{index}") for index in range(5)]
 
     for points, player in enumerate(players, start=1):
@@ -344,63 +408,54 @@ def test_many_batches_wake_one_publisher_and_it_publishes_the_last_board(game_li
         game.drain()  # one consumer batch each
 
     assert game_live.publish() == 1
-    (pushed,) = [message for message in game_live.received(connection_id) if message["type"] == "top10"]
+    (pushed,) = game_live.tops()
     assert pushed["items"] == game.top()
     assert len(pushed["items"]) == 5
 
 
-def gone_for(client: Any, *gone: str) -> Any:
-    """post_to_connection answering 410 (botocore's own GoneException) for these connections."""
-    real_post = client.post_to_connection
+@pytest.mark.parametrize(
+    ("channel", "caller"),
+    [
+        ("/players/{other}", "ann"),  # another player's channel
+        ("/players/{own}", None),  # anonymous, on a player's channel
+        ("/players/*", "ann"),  # every player's channel at once
+        ("/players/{own}/more", "ann"),  # deeper than a player's channel
+    ],
+)
+def test_only_a_player_may_subscribe_to_their_own_channel(game_live: Live, channel: str, caller: str | None) -> None:
+    ann, bob = game_live.game.player("ann"), game_live.game.player("bob")
+    path = channel.format(own=ann.user_id, other=bob.user_id)
 
-    def post(**kwargs: Any) -> Any:
-        if kwargs["ConnectionId"] in gone:
-            error = {"Error": {"Code": "GoneException", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 410}}
-            raise client.exceptions.GoneException(error, "PostToConnection")
-        return real_post(**kwargs)
-
-    return mock.patch.object(client, "post_to_connection", side_effect=post)
+    # Powertools lets UnauthorizedException out of a subscribe handler: the invocation fails, AppSync refuses.
+    with pytest.raises(UnauthorizedException):
+        game_live.subscribe(path, ann if caller else None)
+    assert redis.Redis.from_url(REDIS_URL).zcard(board.board().keys["watchers"]) == 0
 
 
-def test_a_stale_connection_is_removed_on_410_and_the_others_still_get_the_board(
+@pytest.mark.parametrize("channel", ["/boards/no-such-board", "/boards/*", "/boards", "/boards/{board}/more"])
+def test_subscriptions_to_boards_this_stack_does_not_keep_are_refused(game_live: Live, channel: str) -> None:
+    answer = game_live.subscribe(channel.format(board=settings.board_key))
+
+    assert answer == {"error": answer["error"]}
+    assert "UnknownChannel" in answer["error"]
+    assert board.board().snapshot().viewers == 0  # and counted nowhere
+
+
+def test_anyone_may_watch_a_board_and_counts_towards_its_audience(game_live: Live) -> None:
+    for _ in range(3):
+        game_live.view()
+
+    assert board.board().snapshot().viewers == 3
+
+
+def test_the_consumer_never_waits_on_publishing_and_a_failed_wake_up_only_defers_it(
     game_live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     game = game_live.game
-    ann = game.player("ann")
-    alive, stale = game_live.connect(ann), game_live.connect(ann)
-    monkeypatch.setattr(connections, "HANDSHAKE_SECONDS", -60)  # both were opened long ago
-
-    with gone_for(aws.connections_api(live.PARALLEL_POSTS), stale):
-        game.score(ann, 100)
-        game.drain()
-        game_live.publish()
-
-    assert game_live.connections() == {alive}
-    assert sorted(message["type"] for message in game_live.received(alive)) == ["rank", "top10"]
-
-
-def test_a_connection_still_in_its_handshake_is_kept_on_410(game_live: Live) -> None:
-    game = game_live.game
-    ann = game.player("ann")
-    opening = game_live.connect(ann)  # recorded by $connect a moment ago; API Gateway answers 410 until it is open
-
-    with gone_for(aws.connections_api(live.PARALLEL_POSTS), opening):
-        game.score(ann, 100)
-        game.drain()
-        game_live.publish()
-
-    assert game_live.connections() == {opening}
-
-
-def test_the_consumer_never_waits_on_fan_out_and_a_failed_wake_up_only_defers_publishing(
-    game_live: Live, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    game = game_live.game
-    watcher = game_live.connect(game.player("watcher"))
     ann = game.player("ann")
     game.score(ann, 100)
     with monkeypatch.context() as patch:
-        patch.setattr(live, "_send_wake_up", lambda lease: aws.sqs().send_message(QueueUrl="https://nowhere"))
+        patch.setattr(live, "_send_wake_up", lambda lease: live.sqs().send_message(QueueUrl="https://nowhere"))
         assert game.deliver(game.receive())["batchItemFailures"] == []  # the scores are applied all the same
 
     assert game.top()[0]["score"] == 100
@@ -408,42 +463,26 @@ def test_the_consumer_never_waits_on_fan_out_and_a_failed_wake_up_only_defers_pu
     game.score(ann, 50)
     game.drain()
     assert game_live.publish() == 1  # ...so the next change wakes a publisher, with the whole board
-    (pushed,) = [message for message in game_live.received(watcher) if message["type"] == "top10"]
+    (pushed,) = game_live.tops()
     assert pushed["items"][0]["score"] == 150
 
 
-def test_a_player_whose_connections_span_scan_pages_is_told_on_all_of_them_once(
-    game_live: Live, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_consumer_queues_no_event_itself(game_live: Live) -> None:
     game = game_live.game
-    ann, bob = game.player("ann"), game.player("bob")
-    ann_first, bob_phone, ann_second = game_live.connect(ann), game_live.connect(bob), game_live.connect(ann)
-    real_pages = connections.open_connections
+    game_live.watch(game.player("ann"))
+    game_live.take(game_live.wake_ups_url)
+    game.score(game.player("bob"), 100)
 
-    def one_per_page() -> Any:  # as DynamoDB pages a large table
-        for page in real_pages():
-            for connection in sorted(page, key=lambda connection: connection.connection_id):
-                yield [connection]
-
-    monkeypatch.setattr(connections, "open_connections", one_per_page)
-    game.score(ann, 100)
     game.drain()
-    game_live.publish()
-    game.score(bob, 50)  # bob's standing changes, ann's does not
-    game.drain()
-    game_live.publish()
 
-    for connection_id in (ann_first, ann_second):
-        ranks = [message for message in game_live.received(connection_id) if message["type"] == "rank"]
-        assert [(message["rank"], message["score"]) for message in ranks] == [(1, 100)]
-    assert [message["rank"] for message in game_live.received(bob_phone) if message["type"] == "rank"] == [2]
+    assert len(game_live.take(game_live.wake_ups_url)) == 1  # one small message; the events are the publisher's
+    assert game_live.take(game_live.events_url) == []
 
 
 def test_a_publisher_near_its_deadline_hands_over_with_its_lease(
     game_live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     game = game_live.game
-    watcher = game_live.connect(game.player("watcher"))
     ann, bob = game.player("ann"), game.player("bob")
     game.score(ann, 100)
     game.drain()
@@ -451,56 +490,37 @@ def test_a_publisher_near_its_deadline_hands_over_with_its_lease(
     lease = live.lease_of(wake_up["Body"])
     real_queue = live._queue
 
-    def queue_then_a_score_arrives(chunks: Any) -> None:
-        real_queue(chunks)
+    def queue_then_a_score_arrives(publishes: Any) -> int:
+        requests = real_queue(publishes)
         monkeypatch.setattr(live, "_queue", real_queue)
         game.score(bob, 300)
         game.drain()  # applied while the lease is held: no wake-up of its own
+        return requests
 
     monkeypatch.setattr(live, "_queue", queue_then_a_score_arrives)
-    assert live.publish_changes(board.board(), lease, lambda: 1_000) == 1
+    assert live.publish_changes(board.board(), lease, lambda: 1_000).cycles == 1
 
     (hand_over,) = game_live.take(game_live.wake_ups_url)
     assert live.lease_of(hand_over["Body"]) != lease  # the publisher's own token, adopted at its start...
-    assert live.publish_changes(board.board(), lease, lambda: 10_000) == 0  # ...so a stale copy of the wake-up stops
-    event = load_event("publish_board")
-    event["Records"][0]["body"] = hand_over["Body"]
-    publish_board.lambda_handler(event, FakeLambdaContext())
+    assert live.publish_changes(board.board(), lease, lambda: 10_000).cycles == 0  # ...so a stale copy stops
+    game_live.sqs.send_message(QueueUrl=game_live.wake_ups_url, MessageBody=hand_over["Body"])
     game_live.publish()
-    assert game_live.tops(watcher)[-1]["items"] == game.top()
+    assert game_live.tops()[-1]["items"] == game.top()
 
 
-def test_a_failed_cycle_gives_the_lease_back(game_live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
-    game = game_live.game
-    game.score(game.player("ann"), 100)
-    game.drain()
-    (wake_up,) = game_live.take(game_live.wake_ups_url)
-
-    def sqs_refuses(chunks: Any) -> None:
-        list(chunks)
-        raise RuntimeError("FanoutQueue refused 1 chunks")
-
-    monkeypatch.setattr(live, "_queue", sqs_refuses)
-    with pytest.raises(RuntimeError):
-        live.publish_changes(board.board(), live.lease_of(wake_up["Body"]), lambda: 10_000)
-
-    assert board.board().claim() is not None  # free again, and the change still unpublished
-
-
-def test_a_failed_cycle_is_redone_whole_rank_messages_included(
+def test_a_failed_cycle_gives_the_lease_back_and_is_redone_whole(
     game_live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     game = game_live.game
     ann = game.player("ann")
-    phone = game_live.connect(ann)
+    game_live.watch(ann)
     game.score(ann, 100)
     game.drain()
     (wake_up,) = game_live.take(game_live.wake_ups_url)
     real_queue = live._queue
 
-    def sqs_refuses(chunks: Any) -> None:
-        list(chunks)  # the cycle is built, standings read...
-        raise RuntimeError("FanoutQueue refused 1 chunks")  # ...and nothing is queued
+    def sqs_refuses(publishes: Any) -> int:
+        raise RuntimeError("LiveEventsQueue refused 1 messages")  # the cycle is built, nothing is queued
 
     monkeypatch.setattr(live, "_queue", sqs_refuses)
     with pytest.raises(RuntimeError):
@@ -508,29 +528,26 @@ def test_a_failed_cycle_is_redone_whole_rank_messages_included(
     monkeypatch.setattr(live, "_queue", real_queue)
     game_live.run_safety_net()
 
-    assert sorted(message["type"] for message in game_live.received(phone)) == ["rank", "top10"]
+    assert len(game_live.tops()) == 1
+    assert [(message["rank"], message["score"]) for message in game_live.ranks(ann)] == [(1, 100)]
 
 
-def test_a_lost_wake_up_is_covered_by_the_safety_net(game_live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lost_wake_up_is_covered_by_the_safety_net(game_live: Live) -> None:
     game = game_live.game
-    watcher = game_live.connect(game.player("watcher"))
     game_live.run_safety_net()
-    assert game_live.received(watcher) == []  # nothing changed: nothing to do
+    assert game_live.published == []  # nothing changed: nothing to do
     game.score(game.player("ann"), 100)
     game.drain()
-    game_live.take(game_live.wake_ups_url)  # the wake-up is lost...
-    board.board().abandon(
-        board.board().snapshot() and redis.Redis.from_url(REDIS_URL).get(board.board().keys[5]).decode()
-    )
+    (lost,) = game_live.take(game_live.wake_ups_url)  # the wake-up is lost, and its lease expires
+    board.board().abandon(live.lease_of(lost["Body"]))
 
-    game_live.run_safety_net()  # ...and the schedule publishes the change
+    game_live.run_safety_net()
 
-    assert game_live.tops(watcher)[-1]["items"] == game.top()
+    assert game_live.tops()[-1]["items"] == game.top()
 
 
-def test_a_duplicated_wake_up_posts_nothing_twice(game_live: Live) -> None:
+def test_a_duplicated_wake_up_publishes_nothing_twice(game_live: Live) -> None:
     game = game_live.game
-    watcher = game_live.connect(game.player("watcher"))
     game.score(game.player("ann"), 100)
     game.drain()
     (wake_up,) = game_live.take(game_live.wake_ups_url)
@@ -539,95 +556,194 @@ def test_a_duplicated_wake_up_posts_nothing_twice(game_live: Live) -> None:
         game_live.sqs.send_message(QueueUrl=game_live.wake_ups_url, MessageBody=wake_up["Body"])
         game_live.publish()
 
-    assert len(game_live.tops(watcher)) == 1
+    assert len(game_live.tops()) == 1
 
 
-def test_a_rebuilt_board_is_pushed_like_any_change(game_live: Live) -> None:
+def test_a_rebuilt_board_is_published_like_any_change(game_live: Live) -> None:
     game = game_live.game
-    watcher = game_live.connect(game.player("watcher"))
     game.score(game.player("ann"), 100)
     game.drain()
     game_live.publish()
-    redis.Redis.from_url(REDIS_URL).delete(*board.board().keys)  # Redis came back empty
+    redis.Redis.from_url(REDIS_URL).delete(*board.board().keys.values())  # Redis came back empty
 
     rebuild_board.lambda_handler(load_event("rebuild_board"), FakeLambdaContext())
     game_live.publish()
 
-    first, rebuilt = game_live.tops(watcher)
+    first, rebuilt = game_live.tops()
     assert rebuilt["items"] == first["items"] == game.top()
     assert rebuilt["seq"] > first["seq"]
 
 
-def test_the_consumer_queues_no_post_itself(game_live: Live) -> None:
+class Sleeps:
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
+def test_a_large_audience_slows_the_top10_to_what_the_budget_allows(
+    game_live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
     game = game_live.game
-    for index in range(3):
-        game_live.connect(game.player(f"watcher{index}"))
+    for _ in range(20):
+        game_live.view()
     game.score(game.player("ann"), 100)
-
     game.drain()
+    (wake_up,) = game_live.take(game_live.wake_ups_url)
+    lease = live.lease_of(wake_up["Body"])
+    sleeps = Sleeps()
+    monkeypatch.setattr(live.time, "sleep", sleeps)
+    real_queue = live._queue
 
-    assert len(game_live.take(game_live.wake_ups_url)) == 1  # one small message; the posts are the publisher's
-    assert game_live.take(game_live.fanout_url) == []
+    def a_score_arrives_meanwhile(publishes: Any) -> int:
+        monkeypatch.setattr(live, "_queue", real_queue)
+        game.score(game.player("bob"), 200)
+        game.drain()
+        return real_queue(publishes)
+
+    monkeypatch.setattr(live, "_queue", a_score_arrives_meanwhile)
+    budget = live.Budget(deliveries_per_hour=36_000, min_per_second=0.2, max_per_second=4)  # 10 a second
+
+    assert live.publish_changes(board.board(), lease, lambda: 60_000, budget).cycles == 2
+    (pause,) = sleeps.seconds  # between the two cycles: 20 viewers share 10 deliveries a second
+    assert 1.5 < pause <= 2.0
 
 
-def test_top10_answers_the_sender_with_the_board_and_its_version(game_live: Live) -> None:
+def test_watchers_beyond_a_cycles_allowance_are_told_in_the_next_cycles(
+    game_live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
     game = game_live.game
-    game.score(game.player("ann"), 100)
+    players = [game.player(f"p{index}") for index in range(3)]
+    for player in players:
+        game.score(player, 100)
     game.drain()
+    game_live.publish()
+    for player in players:
+        game_live.watch(player)
+    monkeypatch.setattr(live.time, "sleep", Sleeps())
+    (wake_up,) = game_live.take(game_live.wake_ups_url)
+    budget = live.Budget(deliveries_per_hour=3600, min_per_second=1, max_per_second=4)  # one push a cycle
 
-    answer = send_top10.lambda_handler(load_event("send_top10"), FakeLambdaContext())
+    published = live.publish_changes(board.board(), live.lease_of(wake_up["Body"]), lambda: 60_000, budget)
+    game_live.collect()
 
-    assert answer["statusCode"] == 200
-    body = json.loads(answer["body"])
-    assert body == {"type": "top10", "seq": board.board().snapshot().seq, "items": game.top()}
-
-
-def test_top10_while_redis_is_down_answers_a_problem_not_a_crash(game_live: Live) -> None:
-    with mock.patch.dict(os.environ, {"REDIS_URL": "redis://127.0.0.1:1/0"}):
-        answer = send_top10.lambda_handler(load_event("send_top10"), FakeLambdaContext())
-
-    body = json.loads(answer["body"])
-    assert body["type"] == "error"
-    assert body["problem"]["status"] == 503
+    assert (published.cycles, published.publishes) == (3, 3)
+    assert all(len(game_live.ranks(player)) == 1 for player in players)
 
 
-# --- the $connect authorizer ----------------------------------------------------------------------------------------
+# --- the authorizer -------------------------------------------------------------------------------------------------
 
 
-def test_a_valid_token_is_allowed_with_the_players_identity(game: Game) -> None:
-    from leaderboard import signing_keys, tokens
-    from leaderboard.config import settings
-
-    ann = game.player("ann")
-    token = tokens.issue_access_token(
-        ann, signing_keys.keys.current(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+def access_token(player: Identity) -> str:
+    return tokens.issue_access_token(
+        player, signing_keys.keys.current(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
-    event = load_event("authorize_connection_garbage")
-    event["queryStringParameters"] = {"token": token}
-
-    answer = authorize_connection.lambda_handler(event, FakeLambdaContext())
-
-    assert answer["principalId"] == ann.user_id
-    assert answer["policyDocument"]["Statement"] == [
-        {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event["methodArn"]}
-    ]
-    assert answer["context"] == ann.as_context()
 
 
-@pytest.mark.parametrize("case", ["authorize_connection_garbage", "authorize_connection_forged"])
-def test_a_bad_token_is_denied(game: Game, case: str) -> None:
-    event = load_event(case)
+def test_anonymous_viewers_are_let_in_with_no_identity(game: Game) -> None:
+    answer = authorize_live.lambda_handler(load_event("authorize_live_anonymous"), FakeLambdaContext())
 
-    answer = authorize_connection.lambda_handler(event, FakeLambdaContext())
-
-    assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
-    assert "context" not in answer
+    assert answer == {"isAuthorized": True, "handlerContext": {}, "ttlOverride": 3600}
 
 
-def test_no_token_at_all_is_denied(game: Game) -> None:
-    event = load_event("authorize_connection_garbage")
-    event["queryStringParameters"] = None
+@pytest.mark.parametrize("prefix", ["", "Bearer "])
+def test_a_valid_access_token_is_let_in_as_its_player(game: Game, prefix: str) -> None:
+    ann = game.player("ann")
+    event = load_event("authorize_live_token")
+    event["authorizationToken"] = prefix + access_token(ann)
 
-    answer = authorize_connection.lambda_handler(event, FakeLambdaContext())
+    answer = authorize_live.lambda_handler(event, FakeLambdaContext())
 
-    assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert answer == {"isAuthorized": True, "handlerContext": ann.as_context(), "ttlOverride": 240}
+
+
+@pytest.mark.parametrize("value", ["not-a-token", "", "Anonymous", "anonymous-ish", "{token}x", "{refresh}"])
+def test_anything_else_is_refused(game: Game, value: str) -> None:
+    ann = game.player("ann")
+    event = load_event("authorize_live_garbage")
+    event["authorizationToken"] = value.format(token=access_token(ann), refresh=f"{uuid.uuid4().hex}.{'a' * 43}")
+
+    assert authorize_live.lambda_handler(event, FakeLambdaContext()) == {"isAuthorized": False}
+
+
+def test_an_expired_access_token_is_refused(game: Game, monkeypatch: pytest.MonkeyPatch) -> None:
+    event = load_event("authorize_live_token")
+    monkeypatch.setattr(tokens.time, "time", lambda: 1_700_000_000)  # issued long ago
+    event["authorizationToken"] = access_token(game.player("ann"))
+    monkeypatch.undo()
+
+    assert authorize_live.lambda_handler(event, FakeLambdaContext()) == {"isAuthorized": False}
+
+
+# --- the sender: signed HTTP publishes to the Event API --------------------------------------------------------------
+
+
+class EventApi(ThreadingHTTPServer):
+    """Records the publishes it is sent; answers `status` (200: every event taken)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Recorder)
+        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.status = 200
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/event"
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    server: EventApi
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append((dict(self.headers.items()), body))
+        answer = {"failed": [], "successful": [{"identifier": str(uuid.uuid4()), "index": 0}]}
+        data = json.dumps(answer if self.server.status == 200 else {"errors": []}).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def event_api_server(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[EventApi]:
+    server = EventApi()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("EVENT_API_URL", server.url)
+    event_api._http.cache_clear()
+    event_api._session_credentials.cache_clear()  # the stack's, as a cold function reads them
+    yield server
+    server.shutdown()
+    event_api._http.cache_clear()
+    event_api._session_credentials.cache_clear()
+
+
+def test_queued_publishes_are_sent_signed_with_the_functions_role(event_api_server: EventApi) -> None:
+    event = load_event("publish_events")
+    publishes = [{"channel": f"/players/p{index}", "events": [json.dumps({"index": index})]} for index in range(12)]
+    event["Records"][0]["body"] = json.dumps({"publishes": publishes})
+
+    publish_events.lambda_handler(event, FakeLambdaContext())
+
+    assert sorted((body for _, body in event_api_server.requests), key=lambda body: body["channel"]) == sorted(
+        publishes, key=lambda body: body["channel"]
+    )
+    for headers, _ in event_api_server.requests:
+        assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
+        assert "/us-east-1/appsync/aws4_request" in headers["Authorization"]
+        assert "X-Amz-Date" in headers
+
+
+def test_a_publish_the_event_api_refuses_is_dropped_and_the_others_still_go(event_api_server: EventApi) -> None:
+    event_api_server.status = 403
+    event = load_event("publish_events")
+
+    sent = live.send(record["body"] for record in event["Records"])
+
+    assert (sent.sent, sent.failed) == (0, 1)
+    assert len(event_api_server.requests) == 1  # a refusal is not retried; throttling and 5xx are

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from local.services import Endpoints
-from local.template import FunctionSpec, ResourceIdentity
+from local.specs import FunctionSpec, ResourceIdentity
 from local.workers import FunctionPool, Invocation, lambda_environment
 
 HANDLER = """

@@ -345,7 +345,7 @@ def test_rebuild_restores_the_exact_board_after_redis_lost_it(game: Game) -> Non
     game.drain()
     before = game.top(), [game.standing(player.user_id) for player in players]
     client = redis.Redis.from_url(REDIS_URL)
-    client.delete(*board.board().keys)
+    client.delete(*board.board().keys.values())
     assert game.top() == []
 
     result = rebuild_board.lambda_handler({}, FakeLambdaContext())

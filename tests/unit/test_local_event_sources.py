@@ -15,7 +15,7 @@ from local.event_sources import (
     poller_count,
     sqs_event,
 )
-from local.template import QueueSpec, SqsEventSource
+from local.specs import QueueSpec, SqsEventSource
 from local.workers import FunctionError, Invocation
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:work"

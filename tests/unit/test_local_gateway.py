@@ -10,8 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from local.gateway import MAX_PAYLOAD_BYTES, AuthorizerCache, Gateway
-from local.template import HttpRoute, LambdaAuthorizer
+from local.gateway import MAX_PAYLOAD_BYTES, Gateway
+from local.plumbing import AuthorizerCache
+from local.specs import HttpRoute, LambdaAuthorizer
 from local.workers import Invocation
 from tests.unit.fake_functions import Behaviour, FakeFunctions
 

@@ -1,12 +1,14 @@
 """The local runtime's template reader: short tags, intrinsics, Globals, and what it reads from template.yaml."""
 
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from local.specs import ChannelHandler, ChannelNamespaceSpec, EventAuthorizer, ResourceIdentity
 from local.template import (
     Resolver,
-    ResourceIdentity,
     Template,
     TemplateError,
     dependencies,
@@ -238,7 +240,7 @@ def test_the_scores_queue_of_template_yaml_feeds_the_consumer_as_the_event_sourc
     sources = {source.function_id: source for source in template.sqs_event_sources(with_queues)}
     source = sources["ApplyScoresFunction"]
 
-    assert set(sources) == {"ApplyScoresFunction", "PublishBoardFunction", "PostToConnectionsFunction"}
+    assert set(sources) == {"ApplyScoresFunction", "PublishBoardFunction", "PublishEventsFunction"}
     assert source.event_name == "Scores"
     assert (source.batch_size, source.batching_window_seconds) == (10, 0)
     assert source.report_batch_item_failures is True
@@ -256,7 +258,7 @@ def test_template_yaml_queues_and_their_urls_reach_the_functions(
     queues = {queue.logical_id: queue for queue in template.queues(with_queues)}
     post_score = template.function("PostScoreFunction", with_queues)
 
-    assert set(queues) == {"ScoresQueue", "ScoresDeadLetterQueue", "BoardChangesQueue", "FanoutQueue"}
+    assert set(queues) == {"ScoresQueue", "ScoresDeadLetterQueue", "BoardChangesQueue", "LiveEventsQueue"}
     assert queues["ScoresDeadLetterQueue"].dead_letter_arn is None
     assert queues["ScoresDeadLetterQueue"].visibility_timeout_seconds == 30  # SQS's default
     assert post_score.environment["SCORES_QUEUE_URL"] == QUEUE_URL
@@ -357,3 +359,169 @@ def test_an_sqs_event_lambda_would_refuse_is_a_clear_error(
 
     with pytest.raises(TemplateError, match=message):
         template.sqs_event_sources(identities_of(template, fifo=fifo))
+
+
+# --- AppSync Events ---
+
+
+def test_the_event_api_of_template_yaml_has_ids_shaped_like_appsyncs_and_its_parts_are_named_under_its_arn(
+    template: Template, identities: dict[str, ResourceIdentity]
+) -> None:
+    api = identities["LiveApi"]
+    api_id = api.attributes["ApiId"]
+
+    assert re.fullmatch(r"[a-z0-9]{26}", api_id)
+    assert api.ref == api.attributes["ApiArn"] == f"arn:aws:appsync:us-east-1:123456789012:apis/{api_id}"
+    assert api.attributes["Dns.Http"] == f"{api_id}.appsync-api.us-east-1.amazonaws.com"
+    assert api.attributes["Dns.Realtime"] == f"{api_id}.appsync-realtime-api.us-east-1.amazonaws.com"
+    assert identities["BoardsNamespace"].attributes["ChannelNamespaceArn"] == f"{api.ref}/channelNamespace/boards"
+    data_source = identities["SubscriptionsDataSource"].attributes
+    assert (data_source["DataSourceArn"], data_source["Name"]) == (
+        f"{api.ref}/datasources/subscriptions",
+        "subscriptions",
+    )
+    role = identities["SubscriptionsDataSourceRole"].attributes
+    assert role["Arn"] == "arn:aws:iam::123456789012:role/leaderboard-local-SubscriptionsDataSourceRole"
+    assert re.fullmatch(r"AROA[A-Z0-9]{17}", role["RoleId"])
+    assert identities["AuthorizeLiveInvokePermission"].ref.startswith("permission-")
+    assert template.default_identities()["LiveApi"] == api  # stable across runs
+
+
+def test_dns_attributes_resolve_through_getatt_and_sub_so_the_publisher_gets_the_apis_url(
+    template: Template, identities: dict[str, ResourceIdentity], with_queues: dict[str, ResourceIdentity]
+) -> None:
+    http_domain = identities["LiveApi"].attributes["Dns.Http"]
+    resolver = template.resolver(identities)
+    publisher = template.function("PublishEventsFunction", with_queues)
+
+    assert resolver.resolve(load_yaml("!GetAtt LiveApi.Dns.Http")) == http_domain
+    assert resolver.resolve(load_yaml("!Sub wss://${LiveApi.Dns.Realtime}/event/realtime")).endswith(
+        ".appsync-realtime-api.us-east-1.amazonaws.com/event/realtime"
+    )
+    assert publisher.environment["EVENT_API_URL"] == f"https://{http_domain}/event"
+
+
+def test_the_event_api_of_template_yaml_is_read_with_its_auth_modes_namespaces_and_handlers(
+    template: Template, identities: dict[str, ResourceIdentity]
+) -> None:
+    api = template.event_api(identities)
+
+    assert api is not None
+    assert (api.logical_id, api.name, api.api_id) == ("LiveApi", "leaderboard-local-live", api.api_id)
+    assert api.http_url == f"https://{identities['LiveApi'].attributes['Dns.Http']}/event"
+    assert (api.auth_types, api.connection_auth) == (("AWS_LAMBDA", "AWS_IAM"), ("AWS_LAMBDA",))
+    assert api.authorizer == EventAuthorizer("AuthorizeLiveFunction", ttl_seconds=240)
+    on_subscribe = ChannelHandler("OnSubscribeFunction", "subscriptions", "REQUEST_RESPONSE")
+    assert api.namespaces == {
+        name: ChannelNamespaceSpec(name, ("AWS_IAM",), ("AWS_LAMBDA",), on_subscribe=on_subscribe)
+        for name in ("boards", "players")
+    }
+
+
+EVENT_API = """
+Resources:
+  Api:
+    Type: AWS::AppSync::Api
+    Properties:
+      Name: live
+      EventConfig:
+        AuthProviders:
+          - AuthType: AWS_LAMBDA
+            LambdaAuthorizerConfig:
+              AuthorizerUri: !Sub "${Authorize.Arn}:live"
+              IdentityValidationExpression: "^Bearer .+$"
+          - {AuthType: AWS_IAM}
+        ConnectionAuthModes: [{AuthType: AWS_LAMBDA}]
+        DefaultPublishAuthModes: [{AuthType: AWS_IAM}]
+        DefaultSubscribeAuthModes: [{AuthType: AWS_LAMBDA}]
+  Space:
+    Type: AWS::AppSync::ChannelNamespace
+    Properties:
+      ApiId: !GetAtt Api.ApiId
+      Name: space
+      PublishAuthModes: [{AuthType: AWS_LAMBDA}, {AuthType: AWS_IAM}]
+      HandlerConfigs:
+        OnPublish:
+          Behavior: DIRECT
+          Integration: {DataSourceName: handlers, LambdaConfig: {InvokeType: EVENT}}
+  Handlers:
+    Type: AWS::AppSync::DataSource
+    Properties:
+      ApiId: !GetAtt Api.ApiId
+      Name: handlers
+      Type: AWS_LAMBDA
+      LambdaConfig: {LambdaFunctionArn: !GetAtt Handle.Arn}
+  Authorize: {Type: AWS::Serverless::Function, Properties: {CodeUri: code/, Handler: app.authorize, Runtime: python3}}
+  Handle: {Type: AWS::Serverless::Function, Properties: {CodeUri: code/, Handler: app.handle, Runtime: python3}}
+"""
+
+
+def event_api_template(tmp_path: Path, *replacements: tuple[str, str]) -> Template:
+    text = EVENT_API
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "template.yaml"
+    path.write_text(textwrap.dedent(text))
+    return Template(path)
+
+
+def test_a_namespace_overrides_the_apis_default_modes_and_a_handler_may_be_invoked_asynchronously(
+    tmp_path: Path,
+) -> None:
+    template = event_api_template(tmp_path)
+
+    api = template.event_api(template.default_identities())
+
+    assert api is not None
+    assert api.authorizer == EventAuthorizer("Authorize", 0, "^Bearer .+$")  # an alias ARN names the function too
+    space = api.namespaces["space"]
+    assert (space.publish_auth, space.subscribe_auth) == (("AWS_LAMBDA", "AWS_IAM"), ("AWS_LAMBDA",))
+    assert (space.on_publish, space.on_subscribe) == (ChannelHandler("Handle", "handlers", "EVENT"), None)
+    assert space.on_publish.waits is False
+
+
+@pytest.mark.parametrize(
+    ("replacement", "message"),
+    [
+        (
+            ("- {AuthType: AWS_IAM}", "- {AuthType: AMAZON_COGNITO_USER_POOLS}"),
+            "AMAZON_COGNITO_USER_POOLS is not served",
+        ),
+        (("- {AuthType: AWS_IAM}", "- {AuthType: OPENID_CONNECT}"), "OPENID_CONNECT is not served"),
+        (("- {AuthType: AWS_IAM}", "- {AuthType: API_KEY}"), "API_KEY is not served"),
+        (
+            ("DefaultPublishAuthModes: [{AuthType: AWS_IAM}]", "DefaultPublishAuthModes: [{AuthType: API_KEY}]"),
+            "not in",
+        ),
+        (("ConnectionAuthModes: [{AuthType: AWS_LAMBDA}]", "ConnectionAuthModes: []"), "names no auth mode"),
+        (("Behavior: DIRECT", "Behavior: CODE"), "APPSYNC_JS"),
+        (("Name: space", "Name: space\n      CodeHandlers: 'export function onPublish() {}'"), "not emulated"),
+        (("DataSourceName: handlers", "DataSourceName: nowhere"), "not a data source of this API"),
+        (("handlers\n      Type: AWS_LAMBDA", "handlers\n      Type: NONE"), "need an AWS_LAMBDA data source"),
+        (("InvokeType: EVENT", "InvokeType: LATER"), "REQUEST_RESPONSE or EVENT"),
+        (('!Sub "${Authorize.Arn}:live"', "arn:aws:lambda:us-east-1:1:function:elsewhere"), "not a function of this"),
+        (('IdentityValidationExpression: "^Bearer .+$"', "AuthorizerResultTtlInSeconds: 3601"), "between 0 and 3600"),
+        (('IdentityValidationExpression: "^Bearer .+$"', "IdentityValidationExpression: '('"), "not a regular"),
+        (("Name: space", "Name: -space"), "not a valid channel namespace name"),
+    ],
+)
+def test_what_the_local_event_api_cannot_serve_as_appsync_would_is_a_template_error(
+    tmp_path: Path, replacement: tuple[str, str], message: str
+) -> None:
+    template = event_api_template(tmp_path, replacement)
+
+    with pytest.raises(TemplateError, match=message):
+        template.event_api(template.default_identities())
+
+
+def test_one_event_api_is_served_and_a_template_without_one_has_none(tmp_path: Path) -> None:
+    second = "  Other:\n    Type: AWS::AppSync::Api\n    Properties: {Name: other, EventConfig: {}}\n"
+    two = event_api_template(tmp_path, ("  Space:\n", second + "  Space:\n"))
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "template.yaml").write_text("Resources:\n  Table: {Type: AWS::DynamoDB::Table}\n")
+    none = Template(tmp_path / "none" / "template.yaml")
+
+    with pytest.raises(TemplateError, match="one Event API, not Api, Other"):
+        two.event_api(two.default_identities())
+    assert none.event_api(none.default_identities()) is None

@@ -7,10 +7,7 @@ SDK (the authorizer) never pay its ~200 ms import.
 from functools import cache
 from typing import TYPE_CHECKING
 
-from leaderboard.config import settings
-
 if TYPE_CHECKING:
-    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
@@ -32,18 +29,3 @@ def sqs() -> "SQSClient":
     # At most about 6 s in all: well within the 10 s of a request or of the consumer.
     config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
     return boto3.client("sqs", config=config)
-
-
-@cache
-def connections_api(max_connections: int) -> "ApiGatewayManagementApiClient":
-    """The WebSocket API's @connections client, with a connection pool for `max_connections` parallel posts."""
-    import boto3  # deferred on purpose, see the module docstring
-    from botocore.config import Config
-
-    config = Config(
-        max_pool_connections=max_connections,
-        connect_timeout=1,
-        read_timeout=2,
-        retries={"mode": "standard", "max_attempts": 3},  # throttling (LimitExceeded) and 5xx, with backoff
-    )
-    return boto3.client("apigatewaymanagementapi", endpoint_url=settings.connections_endpoint, config=config)

@@ -69,21 +69,34 @@ class Settings:
         return _require("BOARD_KEY")
 
     @property
-    def connections_table(self) -> str:
-        return _require("CONNECTIONS_TABLE")
-
-    @property
-    def connections_endpoint(self) -> str:
-        # The WebSocket API's @connections endpoint: https://{api-id}.execute-api.{region}.amazonaws.com/{stage}
-        return _require("CONNECTIONS_ENDPOINT")
-
-    @property
     def board_changes_queue_url(self) -> str:
         return _require("BOARD_CHANGES_QUEUE_URL")
 
     @property
-    def fanout_queue_url(self) -> str:
-        return _require("FANOUT_QUEUE_URL")
+    def live_events_queue_url(self) -> str:
+        return _require("LIVE_EVENTS_QUEUE_URL")
+
+    @property
+    def event_api_url(self) -> str:
+        # The Event API's HTTP endpoint: https://{Dns.Http}/event
+        return _require("EVENT_API_URL")
+
+    @property
+    def live_deliveries_per_hour(self) -> float:
+        return float(_require("LIVE_DELIVERIES_PER_HOUR"))
+
+    @property
+    def live_min_publishes_per_second(self) -> float:
+        return float(_require("LIVE_MIN_PUBLISHES_PER_SECOND"))
+
+    @property
+    def live_max_publishes_per_second(self) -> float:
+        return float(_require("LIVE_MAX_PUBLISHES_PER_SECOND"))
+
+    @property
+    def aws_region(self) -> str:
+        # Lambda sets AWS_REGION; AWS_DEFAULT_REGION elsewhere.
+        return os.environ.get("AWS_REGION") or _require("AWS_DEFAULT_REGION")
 
     @property
     def secrets_extension_port(self) -> int:

@@ -1,26 +1,35 @@
-"""Live pushes: board changes reach every open WebSocket, coalesced, in order, without slowing the consumer down.
+"""The live feed: board changes published to the Event API (AWS AppSync Events), coalesced, in order, on a budget.
+
+AppSync delivers one publish to every subscriber of its channel, so the work done here per change does not depend on
+the audience: one publish for a board's top 10 (`/boards/<board>`), and one per *watching* player whose standing
+moved (`/players/<user_id>`).
 
 1. A write that changes the board (the consumer, a rebuild) raises the board's version and, unless a publisher
-   already holds it, takes the publishing lease in the same Redis script. Only the writer that took it sends a
-   wake-up to BoardChangesQueue: one SQS message per publishing burst, however many batches are applied meanwhile.
-2. The publisher (PublishBoardFunction, in the VPC next to Redis) repeats, at most `CYCLES_PER_SECOND` times a second:
-   read a snapshot of the board; list the connections page by page, queuing the top 10 for each page on FanoutQueue
-   in chunks; then find the connected players whose standing changed and queue theirs. After each cycle one script
-   releases the lease if the board's version is still the one published, or keeps it (taking it again if it expired
-   meanwhile) and the publisher goes round again. So while nothing fails, every change is either seen by the running
-   publisher or takes the lease and wakes a new one.
-3. When something fails (a lost wake-up, a crash, a timeout), the lease expires within `board.LEASE_MS` and the
+   already holds it, takes the publishing lease in the same Redis script. So does a player subscribing to their own
+   channel (they are owed their standing at once). Only the caller that took the lease sends a wake-up to
+   BoardChangesQueue: one SQS message per publishing burst, however many batches are applied meanwhile.
+2. The publisher (PublishBoardFunction, in the VPC next to Redis) then repeats, at the rate the budget allows: read a
+   snapshot of the board and its audience; if the top 10 changed, one publish of it; the watchers whose standing
+   changed, up to the budget's allowance, one publish each; queue those publishes on LiveEventsQueue. After each
+   cycle one script releases the lease if everything is published, or keeps it (taking it again if it expired
+   meanwhile) and the publisher goes round again.
+3. PublishEventsFunction (outside the VPC: no VPC endpoint serves Event APIs) signs each publish with its role and
+   sends it (`event_api.py`). Only the stack's roles may publish; clients never can.
+4. When something fails (a lost wake-up, a crash, a timeout), the lease expires within `board.LEASE_MS` and the
    changes wait for the next write, or for the safety net: once a minute PublishBoardFunction claims the lease if
-   the board changed since it was last published.
-4. PostToConnectionsFunction (outside the VPC: the @connections API cannot be reached through a VPC endpoint) posts
-   a chunk in parallel and forgets the connections that answer 410 Gone.
-Every message carries the board's version as `seq`: chunks may be posted in any order, and a client drops a message
-older than the last of its type it applied.
+   something is still unpublished.
+Every message carries the board's version as `seq`: publishes may arrive in any order, and a client drops a message
+not newer than the last of its type it applied.
+
+The budget: AppSync bills every delivery, and anyone may watch a board, so a board's top-10 rate comes from its
+audience: `LIVE_DELIVERIES_PER_HOUR` over the viewers (what the watchers' own pushes leave of it), within
+`LIVE_MIN_PUBLISHES_PER_SECOND` and `LIVE_MAX_PUBLISHES_PER_SECOND`. The watchers' pushes are capped by the same
+budget and by MAX_PERSONAL_PER_SECOND, which keeps them under the Event API's inbound quota.
 """
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
@@ -31,44 +40,45 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from leaderboard import connections
-from leaderboard.aws import connections_api, dynamodb, sqs
-from leaderboard.board import Board, BoardUnavailable, LeaseLost, Snapshot, Written
+from leaderboard import event_api
+from leaderboard.aws import sqs
+from leaderboard.board import Board, BoardUnavailable, LeaseLost, RankChanges, Snapshot
 from leaderboard.config import settings
-from leaderboard.messages import rank_message, top10_message
+from leaderboard.messages import Publish, board_channel, player_channel, rank_message, top10_message
 
 logger = Logger(child=True)
 
-CYCLES_PER_SECOND = 4
-# A publisher hands over to a fresh invocation when less than this (or twice its last cycle) is left of its own.
+# The Event API takes 10,000 inbound events a second per API by default: a board's watchers get at most this many
+# pushes a second, so five boards at full tilt stay within it.
+MAX_PERSONAL_PER_SECOND = 2_000
+# A publisher hands over to a fresh invocation when less than this (plus twice its last cycle and the wait before the
+# next) is left of its own.
 HAND_OVER_BEFORE_MS = 5_000
-# A FanoutQueue message holds at most this many posts and bytes: ten of them stay under SendMessageBatch's 256 KiB.
-POSTS_PER_CHUNK = 250
-BYTES_PER_CHUNK = 25_000
-# Posts in flight at once in one PostToConnections invocation (the @connections API answers in tens of ms).
-PARALLEL_POSTS = 32
-
-Post = tuple[str, list[str]]  # (message, connection ids)
+# A LiveEventsQueue message holds publishes up to this many bytes: ten of them stay under SendMessageBatch's 256 KiB.
+BYTES_PER_MESSAGE = 25_000
+# Publishes in flight at once in one PublishEvents invocation (the Event API answers in tens of ms).
+PARALLEL_PUBLISHES = 8
 
 
 # --- waking the publisher ------------------------------------------------------------------------------------------
 
 
-def wake_publisher(board: Board, written: Written) -> None:
-    """If this write took the publishing lease, wake a publisher. SQS or Redis trouble is logged, not raised: the
-    scores are already applied, and the next change (or the safety net) publishes them."""
-    if written.lease is None:
+def wake_publisher(board: Board, lease: str | None) -> None:
+    """If the caller took the publishing lease, wake a publisher. SQS or Redis trouble is logged, not raised: what
+    took the lease is already done, and the next change (or the safety net) publishes it."""
+    if lease is None:
         return
     try:
-        _send_wake_up(written.lease)
+        _send_wake_up(lease)
     except (BotoCoreError, ClientError) as exc:
         logger.warning("could not wake the publisher", extra={"error": type(exc).__name__})
         with suppress(BoardUnavailable):  # then the lease expires on its own
-            board.abandon(written.lease)
+            board.abandon(lease)
 
 
-def _send_wake_up(lease: str) -> None:
-    sqs().send_message(QueueUrl=settings.board_changes_queue_url, MessageBody=_sqs_body({"lease": lease}))
+def _send_wake_up(lease: str, delay_seconds: int = 0) -> None:
+    body = _sqs_body({"lease": lease})
+    sqs().send_message(QueueUrl=settings.board_changes_queue_url, MessageBody=body, DelaySeconds=delay_seconds)
 
 
 def _sqs_body(message: dict[str, Any]) -> str:
@@ -84,144 +94,165 @@ def lease_of(message_body: str) -> str:
     return lease
 
 
-# --- publishing ----------------------------------------------------------------------------------------------------
+# --- the budget ----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Chunk:
-    """One FanoutQueue message: the posts of one PostToConnections invocation."""
+class Budget:
+    """How much a board may publish: deliveries per hour, and the slowest and fastest top-10 rates."""
 
-    posts: list[Post]
-
-    def body(self) -> str:
-        return _sqs_body({"posts": [{"data": data, "to": to} for data, to in self.posts]})
+    deliveries_per_hour: float
+    min_per_second: float
+    max_per_second: float
 
     @classmethod
-    def from_body(cls, body: str) -> "Chunk":
-        return cls([(post["data"], post["to"]) for post in json.loads(body)["posts"]])
+    def configured(cls) -> "Budget":
+        """The budget the template gives the publisher."""
+        return cls(
+            settings.live_deliveries_per_hour,
+            settings.live_min_publishes_per_second,
+            settings.live_max_publishes_per_second,
+        )
+
+    @property
+    def deliveries_per_second(self) -> float:
+        return self.deliveries_per_hour / 3600
+
+    def top10_rate(self, viewers: float, personal_per_second: float) -> float:
+        """Top-10 publishes a second for a board with `viewers`: what the watchers' pushes leave of the budget,
+        spread over the viewers, within the floor and the ceiling (the floor wins over the budget)."""
+        spare = max(self.deliveries_per_second - personal_per_second, 0.0)
+        return min(self.max_per_second, max(self.min_per_second, spare / max(viewers, 1.0)))
+
+    def personal_allowance(self, cycle_seconds: float) -> int:
+        """The most watchers' pushes one cycle of `cycle_seconds` may send (at least one, so every change gets out)."""
+        per_second = min(self.deliveries_per_second, MAX_PERSONAL_PER_SECOND)
+        return max(1, min(MAX_PERSONAL_PER_SECOND, int(per_second * cycle_seconds)))
 
 
-def publish_changes(board: Board, lease: str, remaining_ms: Callable[[], int]) -> int:
-    """Publish cycles while the board keeps changing and this publisher holds `lease`; the number of cycles."""
-    cycles = 0
+# --- publishing ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Published:
+    """What a publisher did: cycles run, publishes queued and the SQS requests that queued them."""
+
+    cycles: int = 0
+    publishes: int = 0
+    requests: int = 0
+
+
+def publish_changes(
+    board: Board, lease: str, remaining_ms: Callable[[], int], budget: Budget | None = None
+) -> Published:
+    """Publish cycles while something waits and this publisher holds `lease`."""
+    budget = budget or Budget.configured()
+    done = Published()
     try:
         lease = board.adopt(lease)
+        start, personal_per_second = 0, 0.0
         while True:
             started = time.monotonic()
             snapshot = board.snapshot()
-            _queue(_chunks(_posts(board, lease, snapshot)))
-            cycles += 1
-            if not board.published(lease, snapshot):
-                return cycles
+            cycle_seconds = 1 / budget.top10_rate(snapshot.viewers, personal_per_second)
+            ranks = board.rank_changes(lease, budget.personal_allowance(cycle_seconds), start)
+            publishes = _publishes(board.name, snapshot, ranks)
+            done.requests += _queue(publishes)
+            done.cycles, done.publishes = done.cycles + 1, done.publishes + len(publishes)
+            wait = max(0.0, cycle_seconds - (time.monotonic() - started))
+            # The lease is held through the wait before the next cycle.
+            if not board.finish_cycle(lease, snapshot, ranks.more, hold_ms=int(wait * 1000)):
+                return done
+            start, personal_per_second = ranks.next_start, len(ranks.changes) / cycle_seconds
             cycle_ms = (time.monotonic() - started) * 1000
-            if remaining_ms() < max(HAND_OVER_BEFORE_MS, 2 * cycle_ms):
-                _send_wake_up(lease)  # a fresh invocation goes on with the lease
-                return cycles
-            time.sleep(max(0.0, 1 / CYCLES_PER_SECOND - cycle_ms / 1000))
+            if remaining_ms() < HAND_OVER_BEFORE_MS + 2 * cycle_ms + 1000 * wait:
+                _send_wake_up(lease, delay_seconds=int(wait))  # a fresh invocation goes on after the wait
+                done.requests += 1
+                return done
+            time.sleep(wait)
     except LeaseLost:
-        return cycles  # another publisher took over; it publishes everything from here on
+        return done  # another publisher took over; it publishes everything from here on
     except Exception:
         board.abandon(lease)
         raise
 
 
-def _posts(board: Board, lease: str, snapshot: Snapshot) -> Iterator[Post]:
-    """What one cycle sends: the top 10 to every connection if it changed, page by page; then each connected player
-    whose standing changed their own, on all of their connections."""
-    top10 = top10_message(snapshot) if snapshot.top_is_new else None
-    by_player: dict[str, list[str]] = {}
-    for page in connections.open_connections():
-        board.renew(lease)  # a long scan must not let the lease expire under it
-        if top10 is not None:
-            yield top10, [connection.connection_id for connection in page]
-        for connection in page:
-            by_player.setdefault(connection.user_id, []).append(connection.connection_id)
-    seq, changes = board.rank_changes(lease, list(by_player))
-    for change in changes:
-        yield rank_message(change, seq), by_player[change.standing.user_id]
+def _publishes(board_name: str, snapshot: Snapshot, ranks: RankChanges) -> list[Publish]:
+    """A cycle's publishes: the top 10 first if it changed, then each watcher's new standing on their own channel."""
+    publishes = (
+        [Publish(board_channel(board_name), (top10_message(board_name, snapshot),))] if snapshot.top_is_new else []
+    )
+    for change in ranks.changes:
+        publishes.append(Publish(player_channel(change.standing.user_id), (rank_message(change, ranks.seq),)))
+    return publishes
 
 
-def _chunks(posts: Iterable[Post]) -> Iterator[Chunk]:
-    """Posts cut into chunks of at most POSTS_PER_CHUNK deliveries and BYTES_PER_CHUNK bytes of message body."""
-    empty = len(Chunk([]).body())
-    chunk: list[Post] = []
-    count, size = 0, empty
-    for data, to in posts:
-        # What the message costs inside a chunk's body: JSON-escaped, with its {"data":...,"to":[]} frame.
-        data_bytes = len(_sqs_body({"data": data, "to": []})) + 1
-        for connection_id in to:
-            id_bytes = len(connection_id.encode()) + 3
-            new_entry = not chunk or chunk[-1][0] is not data
-            if chunk and (
-                count == POSTS_PER_CHUNK or size + id_bytes + (data_bytes if new_entry else 0) > BYTES_PER_CHUNK
-            ):
-                yield Chunk(chunk)
-                chunk, count, size, new_entry = [], 0, empty, True
-            if new_entry:
-                chunk.append((data, []))
-                size += data_bytes
-            chunk[-1][1].append(connection_id)
-            count, size = count + 1, size + id_bytes
-    if chunk:
-        yield Chunk(chunk)
+def messages_of(publishes: Iterable[Publish]) -> Iterator[str]:
+    """LiveEventsQueue message bodies holding the publishes, in order, each at most BYTES_PER_MESSAGE."""
+    frame = len(_sqs_body({"publishes": []}))
+    batch: list[dict[str, Any]] = []
+    size = frame
+    for publish in publishes:
+        body = publish.body()
+        cost = len(_sqs_body(body)) + 1
+        if batch and size + cost > BYTES_PER_MESSAGE:
+            yield _sqs_body({"publishes": batch})
+            batch, size = [], frame
+        batch.append(body)
+        size += cost
+    if batch:
+        yield _sqs_body({"publishes": batch})
 
 
-def _queue(chunks: Iterable[Chunk]) -> None:
-    """Send the chunks to FanoutQueue, ten per SendMessageBatch. A chunk SQS refuses fails the cycle: the lease is
-    given back and the change published again by the next publisher."""
-    for batch in batched(chunks, 10, strict=False):
-        entries: Any = [{"Id": str(index), "MessageBody": chunk.body()} for index, chunk in enumerate(batch)]
-        response = sqs().send_message_batch(QueueUrl=settings.fanout_queue_url, Entries=entries)
+def _queue(publishes: Sequence[Publish]) -> int:
+    """Send the publishes to LiveEventsQueue, ten messages per SendMessageBatch; the requests made. A message SQS
+    refuses fails the cycle: the lease is given back and the change published by the next publisher."""
+    requests = 0
+    for batch in batched(messages_of(publishes), 10, strict=False):
+        entries: Any = [{"Id": str(index), "MessageBody": body} for index, body in enumerate(batch)]
+        response = sqs().send_message_batch(QueueUrl=settings.live_events_queue_url, Entries=entries)
+        requests += 1
         if response.get("Failed"):
-            raise RuntimeError(f"FanoutQueue refused {len(response['Failed'])} chunks")
+            raise RuntimeError(f"LiveEventsQueue refused {len(response['Failed'])} messages")
+    return requests
 
 
-def publish_if_behind(board: Board, remaining_ms: Callable[[], int]) -> int:
-    """The safety net: publish if the board changed since it was last published and no publisher is at it (a
-    wake-up was lost, a publisher crashed); the number of cycles."""
+def publish_if_behind(board: Board, remaining_ms: Callable[[], int]) -> Published:
+    """The safety net: publish if something waits (a wake-up was lost, a publisher crashed) and no publisher is at
+    it."""
     lease = board.claim()
-    return publish_changes(board, lease, remaining_ms) if lease else 0
+    return publish_changes(board, lease, remaining_ms) if lease else Published()
 
 
-# --- posting -------------------------------------------------------------------------------------------------------
+# --- sending -------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Delivery:
+class Sent:
     sent: int
-    gone: int
     failed: int
 
 
 @cache
-def _posting_pool() -> ThreadPoolExecutor:
+def _sending_pool() -> ThreadPoolExecutor:
     # Kept for warm invocations, like the clients and their connection pools.
-    return ThreadPoolExecutor(max_workers=PARALLEL_POSTS, thread_name_prefix="post")
+    return ThreadPoolExecutor(max_workers=PARALLEL_PUBLISHES, thread_name_prefix="publish")
 
 
-def deliver(chunk: Chunk) -> Delivery:
-    """Post a chunk, in parallel; forget the connections that are gone. A post that still fails after the client's
-    retries is lost for that client (it resyncs with {"action":"top10"} when it reconnects)."""
-    # Clients are built here, on one thread: building them concurrently on boto3's default session is not safe.
-    connections_api(PARALLEL_POSTS)
-    dynamodb()
-    deliveries = [(connection_id, data.encode()) for data, to in chunk.posts for connection_id in to]
-    outcomes = list(_posting_pool().map(_post, deliveries))
-    gone = {delivered[0] for delivered, outcome in zip(deliveries, outcomes, strict=True) if outcome == "gone"}
-    list(_posting_pool().map(connections.forget_gone, gone))
-    return Delivery(sent=outcomes.count("sent"), gone=len(gone), failed=outcomes.count("failed"))
+def send(message_bodies: Iterable[str]) -> Sent:
+    """Send the publishes of LiveEventsQueue messages to the Event API, in parallel. One that still fails after the
+    client's retries is dropped: the next change publishes a newer board (and a watcher's newer standing)."""
+    requests = [publish for body in message_bodies for publish in json.loads(body)["publishes"]]
+    outcomes = list(_sending_pool().map(_send_one, requests))
+    return Sent(sent=outcomes.count(True), failed=outcomes.count(False))
 
 
-def _post(delivery: tuple[str, bytes]) -> str:
-    connection_id, data = delivery
+def _send_one(request: dict[str, Any]) -> bool:
     try:
-        connections_api(PARALLEL_POSTS).post_to_connection(ConnectionId=connection_id, Data=data)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "GoneException":
-            return "gone"
-        logger.warning("post failed", extra={"error": exc.response["Error"]["Code"]})
-        return "failed"
-    except BotoCoreError as exc:
-        logger.warning("post failed", extra={"error": type(exc).__name__})
-        return "failed"
-    return "sent"
+        event_api.publish(request)
+    except event_api.PublishFailed as exc:
+        logger.warning(
+            "publish failed", extra={"channel_namespace": request["channel"].split("/")[1], "error": str(exc)}
+        )
+        return False
+    return True

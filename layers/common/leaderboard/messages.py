@@ -1,28 +1,53 @@
-"""What the WebSocket API sends to clients (JSON text frames). Every message about the board carries its version as
-`seq`: a client drops a message older than the last of its type it applied."""
+"""What the live feed carries: the events published to the Event API's channels (each event one JSON text).
+
+Every message about the board carries its version as `seq`: a client drops a message not newer than the last of its
+type it applied.
+"""
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from leaderboard.board import RankChange, Snapshot
-from leaderboard.problems import Problem
+
+# Boards that never reset have one season for good (issue: boards and seasons).
+ALL_TIME_SEASON = "all"
 
 
 def encode(message: dict[str, Any]) -> str:
-    """Compact JSON, as sent."""
+    """Compact JSON, as published."""
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
-def top10_message(snapshot: Snapshot) -> str:
-    """The top 10, pushed or asked for: the same objects as GET /v1/scores."""
-    return encode({"type": "top10", "seq": snapshot.seq, "items": [entry.body() for entry in snapshot.top]})
+def board_channel(board_name: str) -> str:
+    """Where a board's top 10 is published: anyone may subscribe."""
+    return f"/boards/{board_name}"
+
+
+def player_channel(user_id: str) -> str:
+    """Where a player's own standing is published: only that player may subscribe."""
+    return f"/players/{user_id}"
+
+
+def top10_message(board_name: str, snapshot: Snapshot) -> str:
+    """The top 10 of a board: the same objects as GET /v1/scores."""
+    items = [entry.body() for entry in snapshot.top]
+    return encode(
+        {"type": "top10", "board": board_name, "season": ALL_TIME_SEASON, "seq": snapshot.seq, "items": items}
+    )
 
 
 def rank_message(change: RankChange, seq: int) -> str:
-    """To a player's own connections when their rank or score changed."""
+    """To a watching player whose rank or score changed (or who just subscribed)."""
     return encode({"type": "rank", "seq": seq, **change.standing.body(), "previous_rank": change.previous_rank})
 
 
-def error_message(problem: Problem) -> str:
-    """The answer to a client's message that could not be served, with the problem details an HTTP client gets."""
-    return encode({"type": "error", "problem": problem.body()})
+@dataclass(frozen=True)
+class Publish:
+    """One publish request, as the Event API's HTTP endpoint takes it: one channel, up to five events."""
+
+    channel: str
+    events: tuple[str, ...]
+
+    def body(self) -> dict[str, Any]:
+        return {"channel": self.channel, "events": list(self.events)}

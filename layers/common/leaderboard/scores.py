@@ -312,9 +312,9 @@ def totals_of(user_ids: Iterable[str]) -> list[PlayerTotal]:
     return totals
 
 
-def publish(board: Board, user_ids: Iterable[str]) -> None:
-    """Bring the board up to the ledger for these players, and have the change pushed to the connections."""
-    live.wake_publisher(board, board.set_totals(totals_of(user_ids)))
+def update_board(board: Board, user_ids: Iterable[str]) -> None:
+    """Bring the board up to the ledger for these players, and have the change published to the live feed."""
+    live.wake_publisher(board, board.set_totals(totals_of(user_ids)).lease)
 
 
 # --- rebuilding ----------------------------------------------------------------------------------------------------
@@ -337,9 +337,9 @@ def rebuild(board: Board, chunk: int = 500) -> int:
     for player in all_totals():
         pending.append(player)
         if len(pending) == chunk:
-            live.wake_publisher(board, board.set_totals(pending))
+            live.wake_publisher(board, board.set_totals(pending).lease)
             written, pending = written + len(pending), []
-    live.wake_publisher(board, board.set_totals(pending))
+    live.wake_publisher(board, board.set_totals(pending).lease)
     return written + len(pending)
 
 
