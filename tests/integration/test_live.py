@@ -286,9 +286,12 @@ class Live:
     def watch(self, player: Identity) -> None:
         assert self.subscribe(f"/players/{player.user_id}", player) is None
 
-    def take(self, queue_url: str) -> list[dict[str, Any]]:
+    def take(self, queue_url: str, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        """Every message of the queue (the first receive waits up to `wait_seconds` for a delayed one)."""
         messages = []
-        while batch := self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        receive = {"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait_seconds}
+        while batch := self.sqs.receive_message(**receive).get("Messages", []):
+            receive["WaitTimeSeconds"] = 0
             for message in batch:
                 self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             messages += batch
@@ -500,7 +503,7 @@ def test_a_publisher_near_its_deadline_hands_over_with_its_lease(
     monkeypatch.setattr(live, "_queue", queue_then_a_score_arrives)
     assert live.publish_changes(board.board(), lease, lambda: 1_000).cycles == 1
 
-    (hand_over,) = game_live.take(game_live.wake_ups_url)
+    (hand_over,) = game_live.take(game_live.wake_ups_url, wait_seconds=2)  # delayed by the cycle's wait
     assert live.lease_of(hand_over["Body"]) != lease  # the publisher's own token, adopted at its start...
     assert live.publish_changes(board.board(), lease, lambda: 10_000).cycles == 0  # ...so a stale copy stops
     game_live.sqs.send_message(QueueUrl=game_live.wake_ups_url, MessageBody=hand_over["Body"])
@@ -606,8 +609,31 @@ def test_a_large_audience_slows_the_top10_to_what_the_budget_allows(
     budget = live.Budget(deliveries_per_hour=36_000, min_per_second=0.2, max_per_second=4)  # 10 a second
 
     assert live.publish_changes(board.board(), lease, lambda: 60_000, budget).cycles == 2
-    (pause,) = sleeps.seconds  # between the two cycles: 20 viewers share 10 deliveries a second
-    assert 1.5 < pause <= 2.0
+    # After each cycle (bob's score came during the first): 20 viewers share 10 deliveries a second.
+    assert len(sleeps.seconds) == 2
+    assert all(1.5 < pause <= 2.0 for pause in sleeps.seconds)
+
+
+def test_a_change_right_after_a_publish_waits_out_the_cycle_instead_of_waking_another_publisher(
+    game_live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = game_live.game
+    game.score(game.player("ann"), 100)
+    game.drain()
+    bob = game.player("bob")
+
+    def a_score_arrives_during_the_wait(seconds: float) -> None:
+        monkeypatch.setattr(live.time, "sleep", Sleeps())
+        game.score(bob, 200)
+        game.drain()  # the publisher holds the lease while it waits: this write wakes nobody
+
+    monkeypatch.setattr(live.time, "sleep", a_score_arrives_during_the_wait)
+    assert game_live.publish() == 1
+
+    first, second = game_live.tops()
+    assert len(first["items"]) == 1
+    assert second["items"] == game.top()  # published by the same publisher, a cycle later
+    assert game_live.take(game_live.wake_ups_url) == []
 
 
 def test_watchers_beyond_a_cycles_allowance_are_told_in_the_next_cycles(

@@ -424,11 +424,12 @@ class Board:
         woke = self._call("watch", [user_id, self._now_ms() + WATCH_MS, lease, LEASE_MS])
         return lease if int(woke) else None
 
-    def rank_changes(self, lease: str, limit: int, start: int = 0) -> RankChanges:
+    def rank_changes(self, lease: str, limit: int, start: int = 0, hold_ms: int = 0) -> RankChanges:
         """The board's version, and up to `limit` watchers whose standing differs from the one last published to them
         (or who are owed it), going round the watchers from `start`; once the cycle is finished, these are the
-        standings remembered as published. Raises LeaseLost if another publisher holds the lease."""
-        found = self._call("rank_changes", [lease, LEASE_MS, self._now_ms(), start, limit])
+        standings remembered as published. The lease is renewed for `hold_ms` more than usual (the cycle's length).
+        Raises LeaseLost if another publisher holds the lease."""
+        found = self._call("rank_changes", [lease, LEASE_MS + hold_ms, self._now_ms(), start, limit])
         if not found:
             raise LeaseLost
         seq, more, next_start, *fields = cast(list[bytes], found)

@@ -10,9 +10,10 @@ moved (`/players/<user_id>`).
    BoardChangesQueue: one SQS message per publishing burst, however many batches are applied meanwhile.
 2. The publisher (PublishBoardFunction, in the VPC next to Redis) then repeats, at the rate the budget allows: read a
    snapshot of the board and its audience; if the top 10 changed, one publish of it; the watchers whose standing
-   changed, up to the budget's allowance, one publish each; queue those publishes on LiveEventsQueue. After each
-   cycle one script releases the lease if everything is published, or keeps it (taking it again if it expired
-   meanwhile) and the publisher goes round again.
+   changed, up to the budget's allowance, one publish each; queue those publishes on LiveEventsQueue; wait out the
+   cycle. Then one script releases the lease if everything is published, or keeps it (taking it again if it expired
+   meanwhile) and the publisher goes round again. So a burst's first change goes out at once and the next ones at
+   the budget's rate, whichever publisher invocation carries them.
 3. PublishEventsFunction (outside the VPC: no VPC endpoint serves Event APIs) signs each publish with its role and
    sends it (`event_api.py`). Only the stack's roles may publish; clients never can.
 4. When something fails (a lost wake-up, a crash, a timeout), the lease expires within `board.LEASE_MS` and the
@@ -28,6 +29,7 @@ budget and by MAX_PERSONAL_PER_SECOND, which keeps them under the Event API's in
 """
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -155,21 +157,26 @@ def publish_changes(
             started = time.monotonic()
             snapshot = board.snapshot()
             cycle_seconds = 1 / budget.top10_rate(snapshot.viewers, personal_per_second)
-            ranks = board.rank_changes(lease, budget.personal_allowance(cycle_seconds), start)
+            allowance = budget.personal_allowance(cycle_seconds)
+            # The lease is held through the whole cycle, the wait before the next one included.
+            ranks = board.rank_changes(lease, allowance, start, hold_ms=int(cycle_seconds * 1000))
             publishes = _publishes(board.name, snapshot, ranks)
             done.requests += _queue(publishes)
             done.cycles, done.publishes = done.cycles + 1, done.publishes + len(publishes)
+            # A change made from now on waits for the next cycle, however soon it comes: the budget's rate holds
+            # across bursts and publishers, while the first change after a quiet spell goes out at once.
             wait = max(0.0, cycle_seconds - (time.monotonic() - started))
-            # The lease is held through the wait before the next cycle.
-            if not board.finish_cycle(lease, snapshot, ranks.more, hold_ms=int(wait * 1000)):
-                return done
-            start, personal_per_second = ranks.next_start, len(ranks.changes) / cycle_seconds
             cycle_ms = (time.monotonic() - started) * 1000
             if remaining_ms() < HAND_OVER_BEFORE_MS + 2 * cycle_ms + 1000 * wait:
-                _send_wake_up(lease, delay_seconds=int(wait))  # a fresh invocation goes on after the wait
+                # A fresh invocation goes on after the wait, with the lease (it releases it if nothing changed).
+                board.finish_cycle(lease, snapshot, more=True, hold_ms=int(wait * 1000))
+                _send_wake_up(lease, delay_seconds=math.ceil(wait))
                 done.requests += 1
                 return done
             time.sleep(wait)
+            if not board.finish_cycle(lease, snapshot, ranks.more):
+                return done
+            start, personal_per_second = ranks.next_start, len(ranks.changes) / cycle_seconds
     except LeaseLost:
         return done  # another publisher took over; it publishes everything from here on
     except Exception:
