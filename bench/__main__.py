@@ -262,7 +262,8 @@ a board keeps changing, a change also waits for the budget's next cycle, up to 1
 |---|---|---|---|
 {rows}
 
-Targets: p99 at most {verdicts}. The emulator writes one frame per subscriber from one Python process and the
+Targets: p99 at most {verdicts}.
+The emulator writes one frame per subscriber from one Python process and the
 10,000 clients read them in the benchmark's process, on the same two cores: at 10,000 the receiving side, not the
 design, is most of the time. On AWS the fan-out is AppSync's (up to 1,000,000 deliveries a second per API).
 

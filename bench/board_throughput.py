@@ -103,7 +103,7 @@ def writes(connection: "redis.Redis") -> dict[str, float]:
 
 def reads(connection: "redis.Redis") -> dict[str, float]:
     board = Board("bench-top10", connection)
-    ranking, _, names = board.keys[:3]
+    ranking, names = board.keys["ranking"], board.keys["names"]
     drop(connection, board)
     fill(connection, board, TOP_PLAYERS)
 
