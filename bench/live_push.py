@@ -28,6 +28,7 @@ import resource
 import statistics
 import tempfile
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +38,14 @@ import aiohttp
 import redis
 
 from clients.event_api import EventSocket
-from leaderboard.board import AUDIENCE_WINDOW_MS
+from leaderboard.board import AUDIENCE_WINDOW_MS, Board
 from local.processes import RuntimeProcess, free_port, start_serving
 from local.services import Endpoints
 
 PASSWORD = "correct horse battery"  # noqa: S105 - a throwaway benchmark player
 ANONYMOUS = "anonymous"
-BOARD = "/boards/global"
+BOARD_NAME = "global"  # the template's BoardKey
+BOARD = f"/boards/{BOARD_NAME}"
 SAMPLES = {1: 20, 1000: 10, 10_000: 5}
 WORK_CHANGES = 30
 WORK_SUBSCRIBERS = (10, 10_000)
@@ -91,8 +93,6 @@ class LocalStack(RuntimeProcess):
 
 
 def _get(url: str) -> bytes:
-    import urllib.request
-
     with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - our own loopback URL
         return bytes(answer.read())
 
@@ -140,9 +140,10 @@ class Subscriber:
             ):
                 return time.monotonic()
 
-    def drain(self) -> None:
+    async def drain(self) -> None:
+        """Forget what arrived before the next measurement."""
         while self.socket.pending_events(self.subscription):
-            self.socket._events[self.subscription].get_nowait()
+            await self.socket.next_event(self.subscription)
 
 
 class Bench:
@@ -178,8 +179,7 @@ class Bench:
         """Push latencies in ms, one per subscriber per sample (after one score that warms everything up)."""
         found: list[float] = []
         for sample in range(samples + 1):
-            for subscriber in self.subscribers:
-                subscriber.drain()
+            await asyncio.gather(*(subscriber.drain() for subscriber in self.subscribers))
             total = scorer.total + 1000
             waiting = [asyncio.ensure_future(s.arrival(scorer.user_id, total)) for s in self.subscribers]
             accepted = await scorer.play(1000)
@@ -193,8 +193,9 @@ class Bench:
         """Wait until no publisher holds the board's lease: the previous cycle (and its wait, the budget's pacing) is
         over, so the next score measures the path, not the pacing."""
         client = redis.Redis.from_url(self.stack.endpoints.redis_url)
+        lease = Board(BOARD_NAME, client).keys["publishing"]
         deadline = time.monotonic() + 15
-        while client.exists("leaderboard:{global}:publishing") and time.monotonic() < deadline:
+        while client.exists(lease) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.1)
 
@@ -222,8 +223,7 @@ class Bench:
             await scorer.play(1000)
         await asyncio.sleep(2.0)  # the last cycle's publish
         after = self.stack.usage()
-        for subscriber in self.subscribers:
-            subscriber.drain()
+        await asyncio.gather(*(subscriber.drain() for subscriber in self.subscribers))
         elapsed = COST_SECONDS + 2.0
         per_hour = 3600 / elapsed
         publishes = (after["events_published"] - before["events_published"]) * per_hour
@@ -243,9 +243,9 @@ def _set_audience(stack: LocalStack, viewers: int) -> None:
     if window_s - time.time() % window_s < COST_SECONDS + 10:
         time.sleep(window_s - time.time() % window_s + 1)
     client = redis.Redis.from_url(stack.endpoints.redis_url)
-    window = int(time.time() * 1000) // AUDIENCE_WINDOW_MS
-    client.set(f"leaderboard:{{global}}:viewers:{window}", viewers, px=2 * AUDIENCE_WINDOW_MS)
-    client.delete(f"leaderboard:{{global}}:viewers:{window - 1}")
+    now_key, before_key = Board(BOARD_NAME, client).audience_keys()
+    client.set(now_key, viewers, px=2 * AUDIENCE_WINDOW_MS)
+    client.delete(before_key)
 
 
 def _publisher_cpu_ns() -> int:

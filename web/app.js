@@ -385,14 +385,19 @@
     if (live.socket && live.socket.readyState === WebSocket.OPEN) live.socket.send(JSON.stringify(message));
   }
 
-  function handleFrame(text) {
-    let frame;
+  // A JSON object from the live feed, or null for anything else.
+  function parseObject(text) {
     try {
-      frame = JSON.parse(text);
+      const value = JSON.parse(text);
+      return value && typeof value === "object" ? value : null;
     } catch {
-      return;
+      return null;
     }
-    if (!frame || typeof frame !== "object") return;
+  }
+
+  function handleFrame(text) {
+    const frame = parseObject(text);
+    if (!frame) return;
     if (frame.type === "connection_ack") onConnected(frame);
     else if (frame.type === "ka") watchConnection();
     else if (frame.type === "data") onData(frame);
@@ -554,13 +559,8 @@
   }
 
   function handleMessage(text) {
-    let message;
-    try {
-      message = JSON.parse(text);
-    } catch {
-      return;
-    }
-    if (!message || typeof message !== "object") return;
+    const message = parseObject(text);
+    if (!message) return;
     if (message.type === "top10" && Array.isArray(message.items) && (message.board ?? BOARD) === BOARD) {
       if (typeof message.seq === "number") {
         if (message.seq <= board.seq) return; // an older board than the one on screen

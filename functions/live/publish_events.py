@@ -7,12 +7,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leaderboard import live
+from leaderboard import event_api
 
 logger = Logger()
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
-    sent = live.send(record["body"] for record in event["Records"])
+    sent = event_api.send(record["body"] for record in event["Records"])
     logger.info("events published", extra=asdict(sent))

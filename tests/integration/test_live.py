@@ -769,7 +769,7 @@ def test_a_publish_the_event_api_refuses_is_dropped_and_the_others_still_go(even
     event_api_server.status = 403
     event = load_event("publish_events")
 
-    sent = live.send(record["body"] for record in event["Records"])
+    sent = event_api.send(record["body"] for record in event["Records"])
 
     assert (sent.sent, sent.failed) == (0, 1)
     assert len(event_api_server.requests) == 1  # a refusal is not retried; throttling and 5xx are

@@ -474,9 +474,13 @@ class Board:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def _call(self, script: str, args: list[str | int], now_ms: int | None = None) -> Any:
+    def audience_keys(self, now_ms: int | None = None) -> tuple[str, str]:
+        """The audience counters of the current window and of the one before (their names move with the clock)."""
         window = (now_ms if now_ms is not None else self._now_ms()) // AUDIENCE_WINDOW_MS
-        keys = [*self._keys, f"{self._tag}:viewers:{window}", f"{self._tag}:viewers:{window - 1}"]
+        return f"{self._tag}:viewers:{window}", f"{self._tag}:viewers:{window - 1}"
+
+    def _call(self, script: str, args: list[str | int], now_ms: int | None = None) -> Any:
+        keys = [*self._keys, *self.audience_keys(now_ms)]
         try:
             return self._scripts[script](keys=keys, args=args)
         except redis.RedisError as exc:

@@ -7,10 +7,14 @@ local runtime's emulator.
 """
 
 import json
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import urllib3
+from aws_lambda_powertools import Logger
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
@@ -18,7 +22,10 @@ from botocore.session import get_session
 
 from leaderboard.config import settings
 
-# Parallel publishes of one function instance share this many kept-alive connections.
+logger = Logger(child=True)
+
+# Publishes in flight at once in one function instance (the Event API answers in tens of ms), each on a kept-alive
+# connection of the pool.
 POOL_SIZE = 8
 
 
@@ -64,3 +71,37 @@ def publish(request: dict[str, Any]) -> None:
     failed = json.loads(response.data or b"{}").get("failed") or []
     if failed:
         raise PublishFailed(f"{len(failed)} events refused")
+
+
+# --- sending LiveEventsQueue's messages ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    sent: int
+    failed: int
+
+
+@cache
+def _sending_pool() -> ThreadPoolExecutor:
+    # Kept for warm invocations, like the clients and their connection pools.
+    return ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="publish")
+
+
+def send(message_bodies: Iterable[str]) -> Sent:
+    """Send the publishes of LiveEventsQueue messages (`{"publishes": [...]}`, see live.py), in parallel. One that
+    still fails after the client's retries is dropped: the next change publishes a newer board (and a watcher's newer
+    standing)."""
+    requests = [request for body in message_bodies for request in json.loads(body)["publishes"]]
+    outcomes = list(_sending_pool().map(_send_one, requests))
+    return Sent(sent=outcomes.count(True), failed=outcomes.count(False))
+
+
+def _send_one(request: dict[str, Any]) -> bool:
+    try:
+        publish(request)
+    except PublishFailed as exc:
+        namespace = request["channel"].split("/")[1]  # not the channel: a player's names their id
+        logger.warning("publish failed", extra={"namespace": namespace, "error": str(exc)})
+        return False
+    return True

@@ -15,7 +15,8 @@ moved (`/players/<user_id>`).
    meanwhile) and the publisher goes round again. So a burst's first change goes out at once and the next ones at
    the budget's rate, whichever publisher invocation carries them.
 3. PublishEventsFunction (outside the VPC: no VPC endpoint serves Event APIs) signs each publish with its role and
-   sends it (`event_api.py`). Only the stack's roles may publish; clients never can.
+   sends it (`event_api.py`, which only that function imports: the others never pay for botocore's signer). Only
+   the stack's roles may publish; clients never can.
 4. When something fails (a lost wake-up, a crash, a timeout), the lease expires within `board.LEASE_MS` and the
    changes wait for the next write, or for the safety net: once a minute PublishBoardFunction claims the lease if
    something is still unpublished.
@@ -32,17 +33,14 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from functools import cache
 from itertools import batched
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from leaderboard import event_api
 from leaderboard.aws import sqs
 from leaderboard.board import Board, BoardUnavailable, LeaseLost, RankChanges, Snapshot
 from leaderboard.config import settings
@@ -58,8 +56,6 @@ MAX_PERSONAL_PER_SECOND = 2_000
 HAND_OVER_BEFORE_MS = 5_000
 # A LiveEventsQueue message holds publishes up to this many bytes: ten of them stay under SendMessageBatch's 256 KiB.
 BYTES_PER_MESSAGE = 25_000
-# Publishes in flight at once in one PublishEvents invocation (the Event API answers in tens of ms).
-PARALLEL_PUBLISHES = 8
 
 
 # --- waking the publisher ------------------------------------------------------------------------------------------
@@ -229,37 +225,3 @@ def publish_if_behind(board: Board, remaining_ms: Callable[[], int]) -> Publishe
     it."""
     lease = board.claim()
     return publish_changes(board, lease, remaining_ms) if lease else Published()
-
-
-# --- sending -------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sent:
-    sent: int
-    failed: int
-
-
-@cache
-def _sending_pool() -> ThreadPoolExecutor:
-    # Kept for warm invocations, like the clients and their connection pools.
-    return ThreadPoolExecutor(max_workers=PARALLEL_PUBLISHES, thread_name_prefix="publish")
-
-
-def send(message_bodies: Iterable[str]) -> Sent:
-    """Send the publishes of LiveEventsQueue messages to the Event API, in parallel. One that still fails after the
-    client's retries is dropped: the next change publishes a newer board (and a watcher's newer standing)."""
-    requests = [publish for body in message_bodies for publish in json.loads(body)["publishes"]]
-    outcomes = list(_sending_pool().map(_send_one, requests))
-    return Sent(sent=outcomes.count(True), failed=outcomes.count(False))
-
-
-def _send_one(request: dict[str, Any]) -> bool:
-    try:
-        event_api.publish(request)
-    except event_api.PublishFailed as exc:
-        logger.warning(
-            "publish failed", extra={"channel_namespace": request["channel"].split("/")[1], "error": str(exc)}
-        )
-        return False
-    return True
