@@ -5,6 +5,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leaderboard import actions, http
 from leaderboard.bodies import StartActionBody
+from leaderboard.game import game
 from leaderboard.problems import UnprocessableContent
 
 logger = Logger()
@@ -18,7 +19,7 @@ def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
     try:
         action = actions.start_action(caller.user_id, body.type)
     except actions.UnknownActionType:
-        known = ", ".join(sorted(actions.ACTION_TYPES))
+        known = ", ".join(sorted(game().action_types))
         raise UnprocessableContent(f"Unknown action type; the types are: {known}.") from None
     logger.info("action started", extra={"user_id": caller.user_id, "action_id": action.action_id})
     return http.json_response(201, action.body())

@@ -1,9 +1,11 @@
 """Publishes board changes to the live feed while something waits, at the rate the budget allows (see
 leaderboard/live.py): it builds the events and queues them on LiveEventsQueue for PublishEventsFunction.
 
-Woken by BoardChangesQueue (a wake-up carries the publishing lease; one publisher holds it at a time), and once a
-minute by a schedule, the safety net for a wake-up that was lost."""
+Woken by BoardChangesQueue (a wake-up names the board's season and carries its publishing lease; one publisher holds
+it at a time), and once a minute by a schedule, the safety net for a wake-up that was lost: it looks at the current
+season of every board."""
 
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -11,7 +13,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leaderboard import live
-from leaderboard.board import board
+from leaderboard.board import open_board
+from leaderboard.game import game
 
 logger = Logger()
 
@@ -19,9 +22,20 @@ logger = Logger()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
     if "Records" not in event:  # the schedule
-        published = live.publish_if_behind(board(), context.get_remaining_time_in_millis)
-        logger.info("safety net", extra=asdict(published))
+        now_ms = int(time.time() * 1000)
+        for shown in game().boards.values():
+            published = live.publish_if_behind(
+                open_board(shown, shown.season_at(now_ms)), context.get_remaining_time_in_millis
+            )
+            logger.info("safety net", extra={"board": shown.id, **asdict(published)})
         return
     for record in event["Records"]:  # BatchSize 1: one wake-up, one lease
-        published = live.publish_changes(board(), live.lease_of(record["body"]), context.get_remaining_time_in_millis)
-        logger.info("board published", extra=asdict(published))
+        wake_up = live.WakeUp.of(record["body"])
+        definition = game().boards.get(wake_up.board)
+        season = definition.season_named(wake_up.season) if definition else None
+        if definition is None or season is None:
+            logger.warning("a wake-up for no board of this stack", extra={"board": wake_up.board})
+            continue
+        board = open_board(definition, season)
+        published = live.publish_changes(board, wake_up.lease, context.get_remaining_time_in_millis)
+        logger.info("board published", extra={"board": definition.id, "season": season.name, **asdict(published)})

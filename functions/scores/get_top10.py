@@ -1,10 +1,13 @@
-"""GET /v1/scores: the top 10, rank 1 first. Public; one Redis round trip."""
+"""GET /v1/scores: the top 10 of the `global` board (all time), rank 1 first. Public; one Redis round trip."""
+
+import time
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leaderboard import http
-from leaderboard.board import board
+from leaderboard.board import TOP
+from leaderboard.standings import season_standings
 
 logger = Logger()
 
@@ -12,4 +15,5 @@ logger = Logger()
 @logger.inject_lambda_context
 @http.endpoint
 def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
-    return http.json_response(200, [standing.body() for standing in board().top()])
+    current = season_standings("global", None, int(time.time() * 1000))
+    return http.json_response(200, [standing.body() for standing in current.page(0, TOP)])

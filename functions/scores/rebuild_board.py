@@ -1,21 +1,28 @@
-"""RebuildBoard: restore the board in Redis from the totals in DynamoDB, e.g. after Redis came back empty.
+"""RebuildBoard: restore the boards in Redis from the ledger in DynamoDB, e.g. after Redis came back empty.
 
-Safe while scores keep arriving: every write carries its total's version and the board keeps the newest.
+The event names what to rebuild: `{}` every readable season of every board; `{"board": "weekly"}` that board's
+readable seasons; `{"board": "weekly", "season": "2026-W49"}` that season. Safe while scores keep arriving: a board
+keeps a write only if it moves the player up, and the ledger only ever moves players up.
 """
 
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leaderboard import scores
-from leaderboard.board import board
+from leaderboard.game import game
 
 logger = Logger()
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    players = scores.rebuild(board())
-    logger.info("board rebuilt", extra={"players": players})
-    return {"players": players}
+    now_ms = int(time.time() * 1000)
+    board_id, season = event.get("board"), event.get("season")
+    if board_id is not None and board_id not in game().boards:
+        raise ValueError(f"no board {board_id!r}; the boards are {sorted(game().boards)}")
+    written = scores.rebuild(now_ms, wanted=lambda key: board_id in (None, key[0]) and season in (None, key[1]))
+    logger.info("boards rebuilt", extra={"seasons": {f"{key[0]}/{key[1]}": count for key, count in written.items()}})
+    return {"players": {f"{key[0]}/{key[1]}": count for key, count in written.items()}}

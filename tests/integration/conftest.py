@@ -4,6 +4,7 @@ local runtime's own tests, `python -m local` as a real process (`runtime`, on ea
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import redis
 from functions.actions import start_action
 from functions.scores import apply_scores, get_standing, get_top10, post_score
 from leaderboard import aws, board, signing_keys
+from leaderboard.game import game as game_definitions
 from leaderboard.identity import Identity
 from local.in_process import InProcessStack, in_process_stack
 from local.processes import RuntimeProcess, free_port, start_serving
@@ -150,25 +152,32 @@ class Game:
         response = get_standing.lambda_handler(event, FakeLambdaContext())
         return response["statusCode"], json.loads(response["body"])
 
-    def total(self, player: Identity) -> int:
+    def board(self, board_id: str = "global") -> board.Board:
+        """The board's current season in Redis."""
+        definition = game_definitions().boards[board_id]
+        return board.open_board(definition, definition.season_at(int(time.time() * 1000)))
+
+    def total(self, player: Identity, season: str = "global/all") -> int:
+        """The player's points on a board's season (all-time by default) as the ledger holds them."""
         item = self.stack.dynamodb.get_item(
             TableName=self.stack.physical_id("PlayerTotalsTable"), Key={"user_id": {"S": player.user_id}}
         ).get("Item")
-        return int(item["total_score"]["N"]) if item else 0
+        entry = (item or {}).get("seasons", {}).get("M", {}).get(season)
+        return int(entry["L"][0]["N"]) if entry else 0
 
 
 @pytest.fixture
 def game(stack: Stack) -> Iterator[Game]:
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    for cached in (aws.sqs, board._board, board._redis):
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    for cached in (aws.sqs, board._open_board, board._redis):
         cached.cache_clear()
     # patch.dict, not monkeypatch: its undo must run before the stack restores the environment it set.
-    with mock.patch.dict(os.environ, {"BOARD_KEY": name}):
+    with mock.patch.dict(os.environ, {"REDIS_KEY_PREFIX": prefix}):
         yield Game(stack)
     client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=f"leaderboard:{{{name}}}:*"):
+    for key in client.scan_iter(match=f"{prefix}:*"):
         client.delete(key)
-    for cached in (aws.sqs, board._board, board._redis):
+    for cached in (aws.sqs, board._open_board, board._redis):
         cached.cache_clear()
 
 

@@ -3,11 +3,13 @@ Redis; the authorizer, the onSubscribe handler, the publisher and the sender aga
 template.yaml), driven as AppSync and the SQS event sources would drive them."""
 
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from unittest import mock
 
 import pytest
 import redis
@@ -16,7 +18,7 @@ from aws_lambda_powertools.event_handler.events_appsync.exceptions import Unauth
 from functions.live import on_subscribe, publish_board, publish_events
 from functions.login import authorize_live
 from functions.scores import rebuild_board
-from leaderboard import board, event_api, live, signing_keys, tokens
+from leaderboard import event_api, live, signing_keys, tokens
 from leaderboard.board import AUDIENCE_WINDOW_MS, WATCH_MS, Board, LeaseLost, PlayerTotal
 from leaderboard.config import settings
 from leaderboard.identity import Identity
@@ -45,13 +47,14 @@ def clock() -> Clock:
 def scoreboard(clock: Clock) -> Iterator[Board]:
     client = redis.Redis.from_url(REDIS_URL)
     name = f"test-{uuid.uuid4().hex[:12]}"
-    yield Board(name, client, clock=clock)
-    for key in client.scan_iter(match=f"leaderboard:{{{name}}}:*"):
+    scoreboard = Board(name, "all", client, clock=clock)
+    yield scoreboard
+    for key in [*client.scan_iter(match=scoreboard.key_pattern), *scoreboard.audience_keys()]:
         client.delete(key)
 
 
-def total(user_id: str, points: int, version: int = 1) -> PlayerTotal:
-    return PlayerTotal(user_id, user_id.title(), points, version, reached_at_ms=1_795_795_200_000 + version)
+def total(user_id: str, points: int, reached_at_ms: int = 1_795_795_200_000) -> PlayerTotal:
+    return PlayerTotal(user_id, user_id.title(), points, reached_at_ms)
 
 
 def finish(scoreboard: Board, lease: str, more: bool = False) -> bool:
@@ -74,10 +77,12 @@ def test_a_change_takes_the_lease_and_later_changes_wait_for_its_publisher(score
 
 
 def test_a_write_that_changes_nothing_keeps_the_version_and_wakes_nobody(scoreboard: Board) -> None:
-    scoreboard.set_totals([total("ann", 10, version=2)])
+    scoreboard.set_totals([total("ann", 10)])
     before = scoreboard.snapshot()
 
-    again = scoreboard.set_totals([total("ann", 10, version=2), total("ann", 7, version=1)])
+    again = scoreboard.set_totals(
+        [total("ann", 10), total("ann", 7), total("ann", 10, reached_at_ms=1_795_795_300_000)]
+    )
 
     assert (again.applied, again.lease) == (0, None)
     assert scoreboard.snapshot().seq == before.seq
@@ -120,12 +125,12 @@ def test_the_version_comes_from_the_writers_clock_and_keeps_rising_when_redis_co
 ) -> None:
     scoreboard.set_totals([total("ann", 10)])
     first = scoreboard.snapshot().seq
-    scoreboard.set_totals([total("ann", 20, version=2)])  # within the same microsecond: one more
+    scoreboard.set_totals([total("ann", 20)])  # within the same microsecond: one more
 
     second = scoreboard.snapshot().seq
     redis.Redis.from_url(REDIS_URL).delete(*scoreboard.keys.values())  # Redis restarted empty...
     clock.now += 1
-    scoreboard.set_totals([total("ann", 20, version=2)])
+    scoreboard.set_totals([total("ann", 20)])
 
     assert first == int(clock.now - 1) * 1_000_000  # no TIME in any script: the caller's clock
     assert second == first + 1
@@ -142,7 +147,7 @@ def test_a_watcher_is_owed_their_standing_at_once_and_then_only_when_it_moves(sc
     lease = str(scoreboard.set_totals([total("cid", 250)]).lease)  # passes bob
     second = scoreboard.rank_changes(lease, limit=10)
     scoreboard.finish_cycle(lease, scoreboard.snapshot(), second.more)
-    lease = str(scoreboard.set_totals([total("ann", 400, version=2)]).lease)  # bob does not move
+    lease = str(scoreboard.set_totals([total("ann", 400)]).lease)  # bob does not move
     third = scoreboard.rank_changes(lease, limit=10)
 
     assert took is not None  # subscribing woke a publisher for bob's standing
@@ -177,7 +182,7 @@ def test_a_watcher_who_stops_renewing_is_forgotten(scoreboard: Board, clock: Clo
     scoreboard.finish_cycle(lease, scoreboard.snapshot(), scoreboard.rank_changes(lease, limit=10).more)
 
     clock.now += WATCH_MS / 1000 + 1
-    lease = str(scoreboard.set_totals([total("ann", 400, version=2)]).lease)
+    lease = str(scoreboard.set_totals([total("ann", 400)]).lease)
 
     assert scoreboard.rank_changes(lease, limit=10).changes == []
     client = redis.Redis.from_url(REDIS_URL)
@@ -281,7 +286,7 @@ class Live:
         return on_subscribe.lambda_handler(event, FakeLambdaContext())
 
     def view(self) -> None:
-        assert self.subscribe(f"/boards/{settings.board_key}") is None
+        assert self.subscribe("/boards/global") is None
 
     def watch(self, player: Identity) -> None:
         assert self.subscribe(f"/players/{player.user_id}", player) is None
@@ -319,16 +324,30 @@ class Live:
     def to(self, channel: str) -> list[dict[str, Any]]:
         return [message for published_to, message in self.published if published_to == channel]
 
+    def published_tops(self) -> list[dict[str, Any]]:
+        """Every top-10 message, whatever its board."""
+        return [message for channel, message in self.published if channel.startswith("/boards/")]
+
     def tops(self) -> list[dict[str, Any]]:
-        return self.to(f"/boards/{settings.board_key}")
+        return self.to("/boards/global")
 
     def ranks(self, player: Identity) -> list[dict[str, Any]]:
         return self.to(f"/players/{player.user_id}")
 
 
+# The publishing mechanics are the same for every board: these tests watch one, `global` (all time), alone.
+ONE_BOARD = json.dumps(
+    {
+        "action_types": {"match": {"max_score": 1000, "lifetime_seconds": 3600}},
+        "boards": [{"id": "global", "title": "All", "action_types": ["match"], "aggregate": "sum", "reset": "none"}],
+    }
+)
+
+
 @pytest.fixture
-def game_live(game: Game) -> Live:
-    return Live(game)
+def game_live(game: Game) -> Iterator[Live]:
+    with mock.patch.dict(os.environ, {"GAME": ONE_BOARD}):
+        yield Live(game)
 
 
 def test_a_score_publishes_the_top10_once_and_each_watching_player_their_own_standing(game_live: Live) -> None:
@@ -346,7 +365,7 @@ def test_a_score_publishes_the_top10_once_and_each_watching_player_their_own_sta
     assert game_live.publish() == 1
 
     first_top, second_top = game_live.tops()
-    assert first_top == {"type": "top10", "board": settings.board_key, "season": "all", "seq": first_top["seq"]} | {
+    assert first_top == {"type": "top10", "board": "global", "season": "all", "seq": first_top["seq"]} | {
         "items": [game.top()[2] | {"rank": 1}]
     }
     assert second_top["items"] == game.top()
@@ -360,10 +379,38 @@ def test_a_score_publishes_the_top10_once_and_each_watching_player_their_own_sta
         "rank": 1,
         "score": 300,
         "previous_rank": None,
+        "board": "global",
+        "season": "all",
     }
     assert (passed["seq"], passed["rank"], passed["previous_rank"]) == (second_top["seq"], 3, 1)
     assert [(message["rank"], message["previous_rank"]) for message in game_live.ranks(bob)] == [(1, None)]
     assert game_live.ranks(cid) == []
+
+
+def test_every_board_a_score_feeds_publishes_its_current_season_and_the_players_rank_on_its_own_channel(
+    game: Game,
+) -> None:
+    every_board = Live(game)  # the template's game: global, weekly and daily-best
+    ann, bob = game.player("ann"), game.player("bob")
+    every_board.subscribe(f"/players/{ann.user_id}/weekly", ann)  # ann watches her standing this week
+    game.score(ann, 300)
+    game.score(ann, 200)
+    game.score(bob, 400)
+    game.drain()
+
+    assert every_board.publish() == 3  # one wake-up, one publisher per board
+
+    tops = {message["board"]: message for message in every_board.published_tops()}
+    assert set(tops) == {"global", "weekly", "daily-best"}
+    assert tops["global"]["season"] == "all"
+    assert tops["weekly"]["season"] == game.board("weekly").season
+    assert tops["daily-best"]["season"] == game.board("daily-best").season
+    scores = {board_id: [(e["user_id"], e["score"]) for e in top["items"]] for board_id, top in tops.items()}
+    assert scores["global"] == scores["weekly"] == [(ann.user_id, 500), (bob.user_id, 400)]
+    assert scores["daily-best"] == [(bob.user_id, 400), (ann.user_id, 300)]  # best single match
+    (weekly_rank,) = every_board.to(f"/players/{ann.user_id}/weekly")
+    assert (weekly_rank["board"], weekly_rank["rank"], weekly_rank["score"]) == ("weekly", 1, 500)
+    assert every_board.ranks(ann) == []  # her all-time channel: she does not watch it
 
 
 def test_the_publishers_work_per_change_does_not_depend_on_the_audience(game_live: Live) -> None:
@@ -422,7 +469,7 @@ def test_many_batches_wake_one_publisher_and_it_publishes_the_last_board(game_li
         ("/players/{other}", "ann"),  # another player's channel
         ("/players/{own}", None),  # anonymous, on a player's channel
         ("/players/*", "ann"),  # every player's channel at once
-        ("/players/{own}/more", "ann"),  # deeper than a player's channel
+        ("/players/{other}/weekly", "ann"),  # another player's standing on another board
     ],
 )
 def test_only_a_player_may_subscribe_to_their_own_channel(game_live: Live, channel: str, caller: str | None) -> None:
@@ -432,23 +479,33 @@ def test_only_a_player_may_subscribe_to_their_own_channel(game_live: Live, chann
     # Powertools lets UnauthorizedException out of a subscribe handler: the invocation fails, AppSync refuses.
     with pytest.raises(UnauthorizedException):
         game_live.subscribe(path, ann if caller else None)
-    assert redis.Redis.from_url(REDIS_URL).zcard(board.board().keys["watchers"]) == 0
+    assert redis.Redis.from_url(REDIS_URL).zcard(game_live.game.board().keys["watchers"]) == 0
 
 
 @pytest.mark.parametrize("channel", ["/boards/no-such-board", "/boards/*", "/boards", "/boards/{board}/more"])
 def test_subscriptions_to_boards_this_stack_does_not_keep_are_refused(game_live: Live, channel: str) -> None:
-    answer = game_live.subscribe(channel.format(board=settings.board_key))
+    answer = game_live.subscribe(channel.format(board="global"))
 
     assert answer == {"error": answer["error"]}
     assert "UnknownChannel" in answer["error"]
-    assert board.board().snapshot().viewers == 0  # and counted nowhere
+    assert game_live.game.board().snapshot().viewers == 0  # and counted nowhere
+
+
+@pytest.mark.parametrize("channel", ["/players/{own}/no-such-board", "/players/{own}/global", "/players/{own}/*"])
+def test_a_players_own_channel_for_a_board_this_stack_does_not_keep_is_refused(game_live: Live, channel: str) -> None:
+    ann = game_live.game.player("ann")
+
+    answer = game_live.subscribe(channel.format(own=ann.user_id), ann)
+
+    assert "UnknownChannel" in answer["error"]  # global's own channel is /players/<user_id> itself
+    assert redis.Redis.from_url(REDIS_URL).zcard(game_live.game.board().keys["watchers"]) == 0
 
 
 def test_anyone_may_watch_a_board_and_counts_towards_its_audience(game_live: Live) -> None:
     for _ in range(3):
         game_live.view()
 
-    assert board.board().snapshot().viewers == 3
+    assert game_live.game.board().snapshot().viewers == 3
 
 
 def test_the_consumer_never_waits_on_publishing_and_a_failed_wake_up_only_defers_it(
@@ -458,7 +515,7 @@ def test_the_consumer_never_waits_on_publishing_and_a_failed_wake_up_only_defers
     ann = game.player("ann")
     game.score(ann, 100)
     with monkeypatch.context() as patch:
-        patch.setattr(live, "_send_wake_up", lambda lease: live.sqs().send_message(QueueUrl="https://nowhere"))
+        patch.setattr(live, "_send_wake_up", lambda board, lease: live.sqs().send_message(QueueUrl="https://nowhere"))
         assert game.deliver(game.receive())["batchItemFailures"] == []  # the scores are applied all the same
 
     assert game.top()[0]["score"] == 100
@@ -490,7 +547,7 @@ def test_a_publisher_near_its_deadline_hands_over_with_its_lease(
     game.score(ann, 100)
     game.drain()
     (wake_up,) = game_live.take(game_live.wake_ups_url)
-    lease = live.lease_of(wake_up["Body"])
+    lease = live.WakeUp.of(wake_up["Body"]).lease
     real_queue = live._queue
 
     def queue_then_a_score_arrives(publishes: Any) -> int:
@@ -501,11 +558,11 @@ def test_a_publisher_near_its_deadline_hands_over_with_its_lease(
         return requests
 
     monkeypatch.setattr(live, "_queue", queue_then_a_score_arrives)
-    assert live.publish_changes(board.board(), lease, lambda: 1_000).cycles == 1
+    assert live.publish_changes(game_live.game.board(), lease, lambda: 1_000).cycles == 1
 
     (hand_over,) = game_live.take(game_live.wake_ups_url, wait_seconds=2)  # delayed by the cycle's wait
-    assert live.lease_of(hand_over["Body"]) != lease  # the publisher's own token, adopted at its start...
-    assert live.publish_changes(board.board(), lease, lambda: 10_000).cycles == 0  # ...so a stale copy stops
+    assert live.WakeUp.of(hand_over["Body"]).lease != lease  # the publisher's own token, adopted at its start...
+    assert live.publish_changes(game_live.game.board(), lease, lambda: 10_000).cycles == 0  # ...so a stale copy stops
     game_live.sqs.send_message(QueueUrl=game_live.wake_ups_url, MessageBody=hand_over["Body"])
     game_live.publish()
     assert game_live.tops()[-1]["items"] == game.top()
@@ -527,7 +584,7 @@ def test_a_failed_cycle_gives_the_lease_back_and_is_redone_whole(
 
     monkeypatch.setattr(live, "_queue", sqs_refuses)
     with pytest.raises(RuntimeError):
-        live.publish_changes(board.board(), live.lease_of(wake_up["Body"]), lambda: 10_000)
+        live.publish_changes(game_live.game.board(), live.WakeUp.of(wake_up["Body"]).lease, lambda: 10_000)
     monkeypatch.setattr(live, "_queue", real_queue)
     game_live.run_safety_net()
 
@@ -542,7 +599,7 @@ def test_a_lost_wake_up_is_covered_by_the_safety_net(game_live: Live) -> None:
     game.score(game.player("ann"), 100)
     game.drain()
     (lost,) = game_live.take(game_live.wake_ups_url)  # the wake-up is lost, and its lease expires
-    board.board().abandon(live.lease_of(lost["Body"]))
+    game_live.game.board().abandon(live.WakeUp.of(lost["Body"]).lease)
 
     game_live.run_safety_net()
 
@@ -567,7 +624,7 @@ def test_a_rebuilt_board_is_published_like_any_change(game_live: Live) -> None:
     game.score(game.player("ann"), 100)
     game.drain()
     game_live.publish()
-    redis.Redis.from_url(REDIS_URL).delete(*board.board().keys.values())  # Redis came back empty
+    redis.Redis.from_url(REDIS_URL).delete(*game_live.game.board().keys.values())  # Redis came back empty
 
     rebuild_board.lambda_handler(load_event("rebuild_board"), FakeLambdaContext())
     game_live.publish()
@@ -594,7 +651,7 @@ def test_a_large_audience_slows_the_top10_to_what_the_budget_allows(
     game.score(game.player("ann"), 100)
     game.drain()
     (wake_up,) = game_live.take(game_live.wake_ups_url)
-    lease = live.lease_of(wake_up["Body"])
+    lease = live.WakeUp.of(wake_up["Body"]).lease
     sleeps = Sleeps()
     monkeypatch.setattr(live.time, "sleep", sleeps)
     real_queue = live._queue
@@ -608,7 +665,7 @@ def test_a_large_audience_slows_the_top10_to_what_the_budget_allows(
     monkeypatch.setattr(live, "_queue", a_score_arrives_meanwhile)
     budget = live.Budget(deliveries_per_hour=36_000, min_per_second=0.2, max_per_second=4)  # 10 a second
 
-    assert live.publish_changes(board.board(), lease, lambda: 60_000, budget).cycles == 2
+    assert live.publish_changes(game_live.game.board(), lease, lambda: 60_000, budget).cycles == 2
     # After each cycle (bob's score came during the first): 20 viewers share 10 deliveries a second.
     assert len(sleeps.seconds) == 2
     assert all(1.5 < pause <= 2.0 for pause in sleeps.seconds)
@@ -651,7 +708,9 @@ def test_watchers_beyond_a_cycles_allowance_are_told_in_the_next_cycles(
     (wake_up,) = game_live.take(game_live.wake_ups_url)
     budget = live.Budget(deliveries_per_hour=3600, min_per_second=1, max_per_second=4)  # one push a cycle
 
-    published = live.publish_changes(board.board(), live.lease_of(wake_up["Body"]), lambda: 60_000, budget)
+    published = live.publish_changes(
+        game_live.game.board(), live.WakeUp.of(wake_up["Body"]).lease, lambda: 60_000, budget
+    )
     game_live.collect()
 
     assert (published.cycles, published.publishes) == (3, 3)

@@ -144,9 +144,9 @@ def test_a_score_that_would_pass_the_cap_is_422(game: Game) -> None:
         TableName=game.stack.physical_id("PlayerTotalsTable"),
         Item={
             "user_id": {"S": alice.user_id},
-            "total_score": {"N": str(scores.MAX_TOTAL - 5)},
             "accepted_total": {"N": str(scores.MAX_TOTAL - 5)},
-            "version": {"N": "1"},
+            "seasons": {"M": {"global/all": {"L": [{"N": str(scores.MAX_TOTAL - 5)}, {"N": "1"}]}}},
+            "rev": {"N": "1"},
             "display_name": {"S": "Alice"},
         },
     )
@@ -219,7 +219,7 @@ def test_a_consumer_killed_between_its_writes_converges(game: Game, monkeypatch:
     game.score(alice, 2)
     messages = game.receive(visibility_timeout=0)
 
-    def die(self: board.Board, totals: Any) -> None:
+    def die(self: board.Board, totals: Any, live: bool = True) -> None:
         raise SystemExit("killed after the DynamoDB commit, before Redis")
 
     with monkeypatch.context() as patch:
@@ -287,8 +287,9 @@ def test_scores_applied_out_of_order_keep_the_latest_moment(game: Game) -> None:
     item = game.stack.dynamodb.get_item(
         TableName=game.stack.physical_id("PlayerTotalsTable"), Key={"user_id": {"S": alice.user_id}}
     )["Item"]
-    assert item["total_score"]["N"] == "3"
-    assert item["reached_at"]["N"] == str(json.loads(second["Body"])["accepted_at_ms"])
+    points, reached_at = item["seasons"]["M"]["global/all"]["L"]
+    assert points["N"] == "3"
+    assert reached_at["N"] == str(json.loads(second["Body"])["accepted_at_ms"])
 
 
 # --- the board and its reads ---------------------------------------------------------------------------------------
@@ -345,12 +346,12 @@ def test_rebuild_restores_the_exact_board_after_redis_lost_it(game: Game) -> Non
     game.drain()
     before = game.top(), [game.standing(player.user_id) for player in players]
     client = redis.Redis.from_url(REDIS_URL)
-    client.delete(*board.board().keys.values())
+    client.delete(*client.scan_iter(match=f"{os.environ['REDIS_KEY_PREFIX']}:*"))
     assert game.top() == []
 
     result = rebuild_board.lambda_handler({}, FakeLambdaContext())
 
-    assert result == {"players": 12}
+    assert sorted(result["players"].values()) == [12, 12, 12]  # all time, this week, today
     assert (game.top(), [game.standing(player.user_id) for player in players]) == before
 
 
@@ -372,11 +373,11 @@ def test_a_rebuild_racing_the_consumer_never_goes_back(game: Game) -> None:
     game.score(alice, 10)
     game.score(bob, 20)
     game.drain()
-    stale_snapshot = list(scores.all_totals())  # the rebuild has read DynamoDB...
+    stale_snapshot = [player for key, player in scores.all_points() if key == ("global", "all")]  # the rebuild read...
     game.score(alice, 100)  # ...scores keep arriving and are applied...
     game.drain()
 
-    board.board().set_totals(stale_snapshot)  # ...then the rebuild writes what it read
+    game.board().set_totals(stale_snapshot)  # ...then the rebuild writes what it read
 
     assert [(entry["user_id"], entry["score"]) for entry in game.top()] == [(alice.user_id, 110), (bob.user_id, 20)]
     assert game.total(alice) == 110

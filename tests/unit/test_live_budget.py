@@ -54,19 +54,21 @@ def standing(user_id: str, rank: int, score: int) -> Standing:
 def test_a_top10_message_names_its_board_and_season_and_carries_the_version() -> None:
     snapshot = Snapshot(seq=7, top_seq=7, published_top_seq=3, top=[standing("ann", 1, 300)], viewers=2)
 
-    message = json.loads(top10_message("global", snapshot))
+    message = json.loads(top10_message("weekly", "2026-W49", snapshot))
 
     assert message == {
         "type": "top10",
-        "board": "global",
-        "season": "all",
+        "board": "weekly",
+        "season": "2026-W49",
         "seq": 7,
         "items": [{"user_id": "ann", "user_name": "Ann", "rank": 1, "score": 300}],
     }
 
 
-def test_a_rank_message_says_where_the_player_was() -> None:
-    message = json.loads(rank_message(RankChange(standing("ann", 2, 300), previous_rank=1), seq=9))
+def test_a_rank_message_says_where_the_player_was_on_which_board_and_season() -> None:
+    message = json.loads(
+        rank_message("weekly", "2026-W49", RankChange(standing("ann", 2, 300), previous_rank=1), seq=9)
+    )
 
     assert message == {
         "type": "rank",
@@ -76,6 +78,8 @@ def test_a_rank_message_says_where_the_player_was() -> None:
         "rank": 2,
         "score": 300,
         "previous_rank": 1,
+        "board": "weekly",
+        "season": "2026-W49",
     }
 
 
@@ -83,11 +87,13 @@ def test_a_cycle_publishes_the_top10_first_then_each_watchers_standing_on_their_
     snapshot = Snapshot(seq=7, top_seq=7, published_top_seq=3, top=[standing("ann", 1, 300)], viewers=2)
     ranks = RankChanges(7, [RankChange(standing("ann", 1, 300), None)], more=False, next_start=0)
 
-    publishes = live._publishes("global", snapshot, ranks)
+    publishes = live._publishes("global", "all", snapshot, ranks)
 
     assert [publish.channel for publish in publishes] == ["/boards/global", "/players/ann"]
     quiet = Snapshot(seq=8, top_seq=7, published_top_seq=7, top=snapshot.top, viewers=2)
-    assert [publish.channel for publish in live._publishes("global", quiet, ranks)] == ["/players/ann"]
+    assert [publish.channel for publish in live._publishes("global", "all", quiet, ranks)] == ["/players/ann"]
+    weekly = live._publishes("weekly", "2026-W49", snapshot, ranks)
+    assert [publish.channel for publish in weekly] == ["/boards/weekly", "/players/ann/weekly"]
 
 
 @pytest.mark.parametrize("name", ["Ann", "Ünïcødé ✓", "\ufffe\uffff"])

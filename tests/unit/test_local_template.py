@@ -1,5 +1,6 @@
 """The local runtime's template reader: short tags, intrinsics, Globals, and what it reads from template.yaml."""
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -24,6 +25,9 @@ OPEN_ROUTES = {
     "POST /v1/token/refresh",
     "GET /v1/scores",
     "GET /v1/scores/{user_id}",
+    "GET /v1/boards",
+    "GET /v1/boards/{board}/scores",
+    "GET /v1/boards/{board}/scores/{user_id}",
 }
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:leaderboard-local-SigningKeySecret-AbCdEf"
 
@@ -280,7 +284,7 @@ def test_network_and_cache_resources_get_placeholders_so_the_vpc_functions_resol
     assert identities["FunctionSecurityGroup"] == template.default_identities()["FunctionSecurityGroup"]  # stable
     # Until the runtime points the cache at its Redis (and sets REDIS_URL itself), the endpoint resolves nowhere.
     assert rebuild.environment["REDIS_URL"] == "rediss://leaderboard-local-boardcache.cache.invalid:6379/0"
-    assert rebuild.environment["BOARD_KEY"] == "global"
+    assert json.loads(rebuild.environment["GAME"])["boards"][0]["id"] == "global"  # the game, from Globals
     assert rebuild.timeout_seconds == 900
 
 

@@ -1,7 +1,7 @@
 """Actions: a match, a level, a quest. A player starts one, finishes it, and may score it once.
 
-Action types are configured here, in ACTION_TYPES. An unscored action expires; the table's TTL removes it a
-day later. A scored action is part of the ledger and is never removed.
+Action types are defined with the boards, in the game's definitions (game.py). An unscored action expires; the
+table's TTL removes it a day later. A scored action is part of the ledger and is never removed.
 """
 
 import time
@@ -12,24 +12,14 @@ from typing import Any
 
 from leaderboard.aws import dynamodb
 from leaderboard.config import settings
+from leaderboard.game import game
 
-
-@dataclass(frozen=True)
-class ActionType:
-    max_score: int
-    lifetime_seconds: int
-
-
-ACTION_TYPES = {
-    "match": ActionType(max_score=1000, lifetime_seconds=3600),
-}
-DEFAULT_ACTION_TYPE = "match"
 # How long an expired, unscored action is kept (so a late score gets 409 "expired", not 404).
 PURGE_AFTER_SECONDS = 24 * 3600
 
 
 class UnknownActionType(Exception):
-    """No such action type in ACTION_TYPES."""
+    """The game defines no such action type."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +38,7 @@ class Action:
 
 def start_action(user_id: str, action_type: str) -> Action:
     """Record a new action owned by `user_id`."""
-    kind = ACTION_TYPES.get(action_type)
+    kind = game().action_types.get(action_type)
     if kind is None:
         raise UnknownActionType(action_type)
     now = int(time.time())

@@ -1,31 +1,39 @@
-"""The board: a Redis sorted set per board, and every Redis key of the project (this module alone knows them).
+"""The boards in Redis: one board's season is a sorted set and its helpers; this module alone knows the Redis keys.
 
-Keys share a hash tag, `leaderboard:{<board>}:...`, so Lua scripts may touch them together on a cluster:
-- `...:ranking` sorted set; score = the player's total (exact: totals stay far below 2^53); member =
-  13 digits of (MAX_MS - the moment the total was reached) + ":" + user_id, so among equal totals ZREVRANGE puts
-  whoever reached the total first first;
-- `...:players` hash user_id -> "<version>|<member>": the member to find or replace, and the version of the total
-  it holds, so a write of an older total (a late redelivery, a rebuild racing the consumer) changes nothing;
-- `...:names` hash user_id -> display name, so reads touch nothing but Redis;
-- `...:seq` the board's version: every change raises it, to at least the writer's clock in microseconds, so it keeps
+A season's keys share a hash tag, `<prefix>:{<board>:<season>}:...` (one cluster slot: its scripts touch them
+together), and every script is given every key it touches (ElastiCache refuses scripts that reach for undeclared keys):
+- `...:ranking` sorted set; score = the player's points (exact: they stay far below 2^53); member = 6 bytes (2^48 - 1 -
+  the moment the points were reached, in ms, big-endian) + user_id + ":" + display name. Among equal points
+  ZREVRANGE puts whoever reached them first first, and a page of standings is one ZREVRANGE, names included;
+- `...:players:<n>` 2^17 small hashes, user_id -> the member's 6 bytes + display name: where to find a player's member.
+  A player lands in hash n = crc32(user_id) mod 2^17: at 10 million players ~76 a hash, so each stays in Redis's
+  compact listpack encoding (up to 128 entries), about 45 bytes a player instead of about 125 in one big hash;
+- `...:seq` the season's version: every change raises it, to at least the writer's clock in microseconds, so it keeps
   rising even after Redis restarts empty (clients ignore a board older than the one they show). The clock is the
   caller's: no script calls TIME, which ElastiCache Serverless has been reported to refuse inside scripts;
 - `...:top_seq` the version at which the top 10 last changed; `...:published_top_seq` and `...:published_seq`, the
   ones last published;
 - `...:publishing` the publishing lease: while it is held, one publisher is bound to publish every change (live.py);
 - `...:watchers` sorted set user_id -> the moment (ms) their subscription to their own channel lapses: the players
-  watching their standing live (renewed by every subscribe, see WATCH_MS); `...:welcome` set of the watchers who just
-  subscribed and are owed their standing at once;
+  watching their standing live (renewed by every subscribe, see WATCH_MS); `...:watching` hash user_id -> their
+  member (kept by every write, so the publisher finds their standing without the players' hashes); `...:welcome` set
+  of the watchers who just subscribed and are owed their standing at once;
 - `...:notified` hash user_id -> "rank|score" last published to that player (`...:notified_next`: the ones a
-  publishing cycle is publishing, until its events are queued);
-- `...:viewers:<window>` subscriptions to the board's channel counted per AUDIENCE_WINDOW_MS: its audience.
-Every write and every read is one script call: one round trip. Each script names its keys (`KEYS` in the order of
-`_KEY_NAMES`, then the two audience windows).
+  publishing cycle is publishing, until its events are queued).
+A season that ends stays readable for its board's `readable_days`, then its keys expire on their own: every script
+that writes one sets its expiry (ARGV[1], 0 for a board that never resets).
+A board's audience is counted across its seasons (so a reset does not look like an empty room): `<prefix>:{<board>}:
+viewers:<window>`, subscriptions to its channel per AUDIENCE_WINDOW_MS.
+
+Writes are version-free: the ledger only ever moves a player up a season's ranking (points only grow; a `best`
+board's equal score counts only if reached earlier), so a write applies only if it moves the player up, and a late
+redelivery or a rebuild racing the consumer changes nothing it should not.
 """
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
@@ -33,10 +41,14 @@ from typing import Any, cast
 import redis
 
 from leaderboard.config import settings
+from leaderboard.game import BoardDefinition
 from leaderboard.problems import ServiceUnavailable
+from leaderboard.seasons import Season
 
-# Millisecond timestamps below this (the year 2286) fit in 13 digits.
-MAX_MS = 10**13 - 1
+# The member's first 6 bytes: moments up to 2^48 - 1 ms (the year 10889).
+_MOMENT_BYTES = 6
+_LATEST = 2 ** (8 * _MOMENT_BYTES) - 1
+PLAYER_HASHES = 2**17
 AROUND = 4
 TOP = 10
 # How long the publishing lease outlives its holder's last sign of life: a publisher that died stops blocking the next
@@ -48,11 +60,24 @@ AUDIENCE_WINDOW_MS = 300_000
 WATCH_MS = 2 * AUDIENCE_WINDOW_MS
 
 _KEY_NAMES = (
-    *("ranking", "players", "names", "seq", "top_seq", "publishing", "published_top_seq", "published_seq"),
-    *("watchers", "welcome", "notified", "notified_next"),
+    *("ranking", "seq", "top_seq", "publishing", "published_top_seq", "published_seq"),
+    *("watchers", "watching", "welcome", "notified", "notified_next"),
 )
-# Every script starts by naming its keys; the audience windows come last (their names move with the clock).
-_HEADER = f"local {', '.join(_KEY_NAMES)}, viewers_now, viewers_before = unpack(KEYS)\n"
+# Every script starts by naming its keys (the players' hashes it is given come after them, see `players_key`) and
+# taking off its first argument, the moment its keys expire (0: never): the ARGV each script lists come after it.
+_HEADER = f"""local {", ".join(_KEY_NAMES)} = unpack(KEYS)
+local FIXED_KEYS = {len(_KEY_NAMES)}
+local expire_at = tonumber(table.remove(ARGV, 1))
+local function expire(key) if expire_at > 0 then redis.call('PEXPIREAT', key, expire_at) end end
+local function set(key, value)
+  if expire_at > 0 then redis.call('SET', key, value, 'PXAT', expire_at) else redis.call('SET', key, value) end
+end
+local function moment_rank(member)  -- the member's first 6 bytes as a number: higher = reached earlier
+  local rank = 0
+  for _, byte in ipairs({{string.byte(member, 1, {_MOMENT_BYTES})}}) do rank = rank * 256 + byte end
+  return rank
+end
+"""
 # Lua's unpack() takes at most a few thousand values: longer lists go to Redis in slices.
 _IN_SLICES = """
 local function in_slices(command, key, values)
@@ -62,94 +87,81 @@ local function in_slices(command, key, values)
 end
 """
 
-# ARGV: lease token, lease ms, the writer's clock (microseconds), then groups of (user_id, total, version, member,
-# display name), one per player. Returns {applied, 1 if this call took the publishing lease}.
+# ARGV: lease token, lease ms, the writer's clock (microseconds), 1 if a change should wake a publisher
+# (0 for a season no longer shown live), then groups of (user_id, points, the member's 6 bytes, display name), one per
+# player, whose players' hashes follow the named keys in the same order. Returns {applied, 1 if this call took the
+# publishing lease}.
 _SET_TOTALS = """
 local applied = 0
 local top_before = redis.call('ZREVRANGE', ranking, 0, 9, 'WITHSCORES')
-for i = 4, #ARGV, 5 do
-  local user, version, member = ARGV[i], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local current = redis.call('HGET', players, user)
-  local newer = true
-  if current then
-    local bar = string.find(current, '|', 1, true)
-    newer = tonumber(string.sub(current, 1, bar - 1)) < version
-    if newer then redis.call('ZREM', ranking, string.sub(current, bar + 1)) end
+local player = 0
+for i = 5, #ARGV, 4 do
+  player = player + 1
+  local players, user, points, name = KEYS[FIXED_KEYS + player], ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 3]
+  local member = ARGV[i + 2] .. user .. ':' .. name
+  local found = redis.call('HGET', players, user)
+  local up = true
+  if found then
+    local held = string.sub(found, 1, 6) .. user .. ':' .. string.sub(found, 7)
+    local held_points = tonumber(redis.call('ZSCORE', ranking, held))
+    if held_points then
+      up = points > held_points or (points == held_points and moment_rank(member) > moment_rank(held))
+      if up then redis.call('ZREM', ranking, held) end
+    end
   end
-  if newer then
-    redis.call('ZADD', ranking, ARGV[i + 1], member)
-    redis.call('HSET', players, user, ARGV[i + 2] .. '|' .. member)
-    redis.call('HSET', names, user, ARGV[i + 4])
+  if up then
+    redis.call('ZADD', ranking, points, member)
+    redis.call('HSET', players, user, ARGV[i + 2] .. name)
+    if not found then expire(players) end
+    if redis.call('ZSCORE', watchers, user) then
+      redis.call('HSET', watching, user, member)
+      expire(watching)
+    end
     applied = applied + 1
   end
 end
 if applied == 0 then return {0, 0} end
+expire(ranking)
 local new_seq = math.max(tonumber(redis.call('GET', seq) or '0') + 1, tonumber(ARGV[3]))
-redis.call('SET', seq, string.format('%.0f', new_seq))
+set(seq, string.format('%.0f', new_seq))
 local top_after = redis.call('ZREVRANGE', ranking, 0, 9, 'WITHSCORES')
 local top_changed = #top_before ~= #top_after
 for i = 1, #top_after do top_changed = top_changed or top_before[i] ~= top_after[i] end
-if top_changed then redis.call('SET', top_seq, string.format('%.0f', new_seq)) end
+if top_changed then set(top_seq, string.format('%.0f', new_seq)) end
+if ARGV[4] ~= '1' then return {applied, 0} end
 local woke = redis.call('SET', publishing, ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 return {applied, woke}
 """
 
-_NAMES_OF = """
-local function names_of(entries)
-  local ids = {}
-  for i = 1, #entries, 2 do ids[#ids + 1] = string.sub(entries[i], 15) end
-  if #ids == 0 then return {} end
-  return redis.call('HMGET', names, unpack(ids))
-end
-"""
-
-_TOP = (
-    _NAMES_OF
-    + """
-local entries = redis.call('ZREVRANGE', ranking, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
-return {entries, names_of(entries)}
-"""
-)
-
-_STANDING = (
-    _NAMES_OF
-    + """
-local current = redis.call('HGET', players, ARGV[1])
-if not current then return false end
-local member = string.sub(current, string.find(current, '|', 1, true) + 1)
-local rank = redis.call('ZREVRANK', ranking, member)
+# ARGV: user_id, how many above and below. Their players' hash follows the named keys. Returns false, or
+# {their rank - 1, the first rank - 1 of the entries, the entries with their points}.
+_STANDING = """
+local found = redis.call('HGET', KEYS[FIXED_KEYS + 1], ARGV[1])
+if not found then return false end
+local rank = redis.call('ZREVRANK', ranking, string.sub(found, 1, 6) .. ARGV[1] .. ':' .. string.sub(found, 7))
 if not rank then return false end
 local first = math.max(rank - tonumber(ARGV[2]), 0)
-local entries = redis.call('ZREVRANGE', ranking, first, rank + tonumber(ARGV[2]), 'WITHSCORES')
-return {rank, first, entries, names_of(entries)}
+return {rank, first, redis.call('ZREVRANGE', ranking, first, rank + tonumber(ARGV[2]), 'WITHSCORES')}
 """
-)
 
-# Returns the versions (board, top 10, top 10 published), the top 10 with names, and the audience windows' counts.
-_SNAPSHOT = (
-    _NAMES_OF
-    + """
-local entries = redis.call('ZREVRANGE', ranking, 0, 9, 'WITHSCORES')
+# Returns the versions (season, top 10, top 10 published) and the top 10.
+_SNAPSHOT = """
 local function get(key) return redis.call('GET', key) or '0' end
-return {get(seq), get(top_seq), get(published_top_seq), entries, names_of(entries), get(viewers_now),
-        get(viewers_before)}
-"""
-)
-
-# ARGV: window ms. One more subscription to the board's channel in the current audience window.
-_COUNT_VIEWER = """
-redis.call('INCR', viewers_now)
-redis.call('PEXPIRE', viewers_now, 2 * tonumber(ARGV[1]))
-return 0
+return {get(seq), get(top_seq), get(published_top_seq), redis.call('ZREVRANGE', ranking, 0, 9, 'WITHSCORES')}
 """
 
-# ARGV: user_id, the moment (ms) the watch lapses, lease token, lease ms. A player subscribed to their own channel: they
-# watch until then, and are owed their standing at once if they have one (then, unless a publisher holds the lease,
-# this call takes it: 1). Returns 0 otherwise.
+# ARGV: user_id, the moment (ms) the watch lapses, lease token, lease ms. Their players' hash follows the
+# named keys. A player subscribed to their own channel: they watch until then, and are owed their standing at once if
+# they have one (then, unless a publisher holds the lease, this call takes it: 1). Returns 0 otherwise.
 _WATCH = """
 redis.call('ZADD', watchers, ARGV[2], ARGV[1])
-if redis.call('HEXISTS', players, ARGV[1]) == 0 then return 0 end
+expire(watchers)
+local found = redis.call('HGET', KEYS[FIXED_KEYS + 1], ARGV[1])
+if not found then return 0 end
+redis.call('HSET', watching, ARGV[1], string.sub(found, 1, 6) .. ARGV[1] .. ':' .. string.sub(found, 7))
 redis.call('SADD', welcome, ARGV[1])
+expire(watching)
+expire(welcome)
 return redis.call('SET', publishing, ARGV[3], 'NX', 'PX', ARGV[4]) and 1 or 0
 """
 
@@ -169,6 +181,7 @@ local left = redis.call('ZRANGEBYSCORE', watchers, '-inf', ARGV[3])
 if #left > 0 then
   redis.call('ZREMRANGEBYSCORE', watchers, '-inf', ARGV[3])
   in_slices('HDEL', notified, left)
+  in_slices('HDEL', watching, left)
   in_slices('SREM', welcome, left)
 end
 redis.call('DEL', notified_next)
@@ -180,10 +193,9 @@ for step = 0, #all - 1 do
   local index = (start + step) % #all
   local user = all[index + 1]
   local standing = false
-  local current = redis.call('HGET', players, user)
+  local member = redis.call('HGET', watching, user)
   local rank, score
-  if current then
-    local member = string.sub(current, string.find(current, '|', 1, true) + 1)
+  if member then
     rank = redis.call('ZREVRANK', ranking, member)
     if rank then
       score = redis.call('ZSCORE', ranking, member)
@@ -200,7 +212,7 @@ for step = 0, #all - 1 do
         break
       end
       taken = taken + 1
-      local name = redis.call('HGET', names, user) or user
+      local name = string.sub(member, 6 + #user + 2)
       for _, value in ipairs({user, tostring(rank + 1), score, previous or '', name}) do
         result[#result + 1] = value
       end
@@ -219,13 +231,14 @@ return result
 _FINISH_CYCLE = """
 local holder = redis.call('GET', publishing)
 if holder and holder ~= ARGV[1] then return -1 end
-redis.call('SET', published_top_seq, ARGV[3])
-redis.call('SET', published_seq, ARGV[2])
+set(published_top_seq, ARGV[3])
+set(published_seq, ARGV[2])
 local told = redis.call('HGETALL', notified_next)
 for i = 1, #told, 2 do
   redis.call('HSET', notified, told[i], told[i + 1])
   redis.call('SREM', welcome, told[i])
 end
+if #told > 0 then expire(notified) end
 redis.call('DEL', notified_next)
 local up_to_date = (redis.call('GET', seq) or '0') == ARGV[2] and ARGV[5] == '0'
 if up_to_date and redis.call('SCARD', welcome) == 0 then
@@ -262,12 +275,11 @@ return redis.call('SET', publishing, ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 
 @dataclass(frozen=True)
 class PlayerTotal:
-    """A player's total as the ledger holds it: `version` counts the scores in it."""
+    """A player's points on a season of a board, as the ledger holds them, and the moment they were reached."""
 
     user_id: str
     display_name: str
     total: int
-    version: int
     reached_at_ms: int
 
 
@@ -344,19 +356,30 @@ def _redis(url: str) -> "redis.Redis":
 
 
 class Board:
-    """One named board in Redis. `clock` (epoch seconds) is what every version, lease and window is measured with."""
+    """One season of one board in Redis. `clock` (epoch seconds) is what every version, lease and window is measured
+    with; the season's keys expire at `expires_at_ms` (None: never)."""
 
-    def __init__(self, name: str, client: "redis.Redis", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        name: str,
+        season: str,
+        client: "redis.Redis",
+        clock: Callable[[], float] = time.time,
+        expires_at_ms: int | None = None,
+    ) -> None:
         self.name = name
-        self._tag = f"leaderboard:{{{name}}}"
+        self.season = season
+        prefix = settings.redis_key_prefix
+        self._tag = f"{prefix}:{{{name}:{season}}}"
+        self._audience_tag = f"{prefix}:{{{name}}}"
         self._keys = [f"{self._tag}:{suffix}" for suffix in _KEY_NAMES]
+        self._client = client
         self._clock = clock
+        self._expires_at_ms = expires_at_ms or 0
         scripts = {
             "set_totals": _SET_TOTALS,
-            "top": _TOP,
             "standing": _STANDING,
             "snapshot": _SNAPSHOT,
-            "count_viewer": _COUNT_VIEWER,
             "watch": _WATCH,
             "rank_changes": _RANK_CHANGES,
             "finish_cycle": _FINISH_CYCLE,
@@ -368,60 +391,94 @@ class Board:
 
     @property
     def keys(self) -> dict[str, str]:
-        """The board's Redis keys by name (the audience windows aside)."""
+        """The season's Redis keys by name (the players' hashes aside: see `players_key` and `key_pattern`)."""
         return dict(zip(_KEY_NAMES, self._keys, strict=True))
 
-    def set_totals(self, totals: Iterable[PlayerTotal]) -> Written:
-        """Write absolute totals, each applied only if its version is newer than the board's; one round trip.
-        If any was applied, the board's version rises and, unless a publisher holds the lease, this write takes it."""
+    @property
+    def key_pattern(self) -> str:
+        """A SCAN pattern matching every key of the season."""
+        return f"{self._tag.replace('{', '[{]').replace('}', '[}]')}:*"
+
+    def players_key(self, user_id: str) -> str:
+        """The hash that says where the player's member is."""
+        return f"{self._tag}:players:{zlib.crc32(user_id.encode()) % PLAYER_HASHES}"
+
+    def set_totals(self, totals: Iterable[PlayerTotal], live: bool = True) -> Written:
+        """Write players' points, each applied only if it moves the player up (see the module's docstring); one round
+        trip. If any was applied, the season's version rises and, if `live` (the season is the one on show) and no
+        publisher holds the lease, this write takes it."""
         lease = uuid.uuid4().hex
-        args: list[str | int] = [lease, LEASE_MS, int(self._clock() * 1_000_000)]
+        args: list[str | bytes | int] = [lease, LEASE_MS, int(self._clock() * 1_000_000), int(live)]
+        players: list[str] = []
         for player in totals:
-            member = f"{MAX_MS - player.reached_at_ms:013d}:{player.user_id}"
-            args += [player.user_id, player.total, player.version, member, player.display_name]
-        if len(args) == 3:
+            moment = (_LATEST - player.reached_at_ms).to_bytes(_MOMENT_BYTES, "big")
+            args += [player.user_id, player.total, moment, player.display_name]
+            players.append(self.players_key(player.user_id))
+        if not players:
             return Written(applied=0, lease=None)
-        applied, woke = cast(list[int], self._call("set_totals", args))
+        applied, woke = cast(list[int], self._call("set_totals", args, players))
         return Written(applied=int(applied), lease=lease if woke else None)
+
+    def page(self, offset: int = 0, limit: int = TOP) -> list[Standing]:
+        """Up to `limit` players from rank `offset + 1` on, in rank order."""
+        try:
+            entries = self._client.zrevrange(self.keys["ranking"], offset, offset + limit - 1, withscores=True)
+        except redis.RedisError as exc:
+            raise BoardUnavailable from exc
+        return _standings(cast(list[tuple[bytes, float]], entries), first_rank=offset + 1)
 
     def top(self, count: int = TOP) -> list[Standing]:
         """The first `count` players, rank 1 first."""
-        entries, names = cast(list[Any], self._call("top", [count]))
-        return _standings(entries, names, first_rank=1)
+        return self.page(0, count)
 
     def standing(self, user_id: str, around: int = AROUND) -> tuple[Standing, list[Standing]] | None:
         """The player's standing and up to `around` players above and below (the player included)."""
-        found = self._call("standing", [user_id, around])
+        found = self._call("standing", [user_id, around], [self.players_key(user_id)])
         if not found:
             return None
-        rank, first, entries, names = cast(list[Any], found)
-        neighbours = _standings(entries, names, first_rank=int(first) + 1)
+        rank, first, entries = cast(list[Any], found)
+        neighbours = _standings(_pairs(entries), first_rank=int(first) + 1)
         return next(s for s in neighbours if s.rank == int(rank) + 1), neighbours
 
     def snapshot(self) -> Snapshot:
-        """The board's versions, top 10 and audience, read together."""
-        now_ms = self._now_ms()
-        seq, top_seq, published, entries, names, now_count, before_count = cast(
-            list[Any], self._call("snapshot", [], now_ms)
-        )
-        covered = 1 - (now_ms % AUDIENCE_WINDOW_MS) / AUDIENCE_WINDOW_MS  # of the window before, still in the last
+        """The season's versions and top 10, read together, and the board's audience."""
+        seq, top_seq, published, entries = cast(list[Any], self._call("snapshot", []))
         return Snapshot(
             seq=int(seq),
             top_seq=int(top_seq),
             published_top_seq=int(published),
-            top=_standings(entries, names, first_rank=1),
-            viewers=int(now_count) + int(before_count) * covered,
+            top=_standings(_pairs(entries), first_rank=1),
+            viewers=self.viewers(),
         )
+
+    def viewers(self) -> float:
+        """Subscriptions to the board's channel over the last AUDIENCE_WINDOW_MS, whatever the season: the count of
+        the window before weighed by how much of it the last window still covers."""
+        now_ms = self._now_ms()
+        try:
+            now_count, before_count = self._client.mget(self.audience_keys(now_ms))
+        except redis.RedisError as exc:
+            raise BoardUnavailable from exc
+        covered = 1 - (now_ms % AUDIENCE_WINDOW_MS) / AUDIENCE_WINDOW_MS
+        return int(now_count or 0) + int(before_count or 0) * covered
 
     def count_viewer(self) -> None:
         """One more subscription to the board's channel: its audience (clients renew every AUDIENCE_WINDOW_MS)."""
-        self._call("count_viewer", [AUDIENCE_WINDOW_MS])
+        key = self.audience_keys()[0]
+        try:
+            pipeline = self._client.pipeline(transaction=False)
+            pipeline.incr(key)
+            pipeline.pexpire(key, 2 * AUDIENCE_WINDOW_MS)
+            pipeline.execute()
+        except redis.RedisError as exc:
+            raise BoardUnavailable from exc
 
     def watch(self, user_id: str) -> str | None:
         """The player subscribed to their own channel: they watch their standing for WATCH_MS, and are owed it at
         once. The publishing lease if this call took it (then the caller wakes a publisher)."""
         lease = uuid.uuid4().hex
-        woke = self._call("watch", [user_id, self._now_ms() + WATCH_MS, lease, LEASE_MS])
+        args: list[str | bytes | int] = [user_id, self._now_ms() + WATCH_MS, lease, LEASE_MS]
+        woke = self._call("watch", args, [self.players_key(user_id)])
         return lease if int(woke) else None
 
     def rank_changes(self, lease: str, limit: int, start: int = 0, hold_ms: int = 0) -> RankChanges:
@@ -475,39 +532,36 @@ class Board:
         return int(self._clock() * 1000)
 
     def audience_keys(self, now_ms: int | None = None) -> tuple[str, str]:
-        """The audience counters of the current window and of the one before (their names move with the clock)."""
+        """The board's audience counters of the current window and of the one before (names move with the clock)."""
         window = (now_ms if now_ms is not None else self._now_ms()) // AUDIENCE_WINDOW_MS
-        return f"{self._tag}:viewers:{window}", f"{self._tag}:viewers:{window - 1}"
+        return f"{self._audience_tag}:viewers:{window}", f"{self._audience_tag}:viewers:{window - 1}"
 
-    def _call(self, script: str, args: list[str | int], now_ms: int | None = None) -> Any:
-        keys = [*self._keys, *self.audience_keys(now_ms)]
+    def _call(self, script: str, args: Sequence[str | bytes | int], players: Sequence[str] = ()) -> Any:
         try:
-            return self._scripts[script](keys=keys, args=args)
+            return self._scripts[script](keys=[*self._keys, *players], args=[self._expires_at_ms, *args])
         except redis.RedisError as exc:
             raise BoardUnavailable from exc
 
 
-def _standings(entries: list[bytes], names: list[bytes | None], first_rank: int) -> list[Standing]:
+def _pairs(entries: list[bytes]) -> list[tuple[bytes, float]]:
+    """A script's ZREVRANGE ... WITHSCORES answer, as redis-py gives it for a direct call."""
+    return [(entries[index], float(entries[index + 1])) for index in range(0, len(entries), 2)]
+
+
+def _standings(entries: list[tuple[bytes, float]], first_rank: int) -> list[Standing]:
     standings = []
-    for index in range(0, len(entries), 2):
-        user_id = entries[index][14:].decode()
-        name = names[index // 2]
-        standings.append(
-            Standing(
-                user_id=user_id,
-                user_name=name.decode() if name is not None else user_id,
-                rank=first_rank + index // 2,
-                score=int(float(entries[index + 1])),
-            )
-        )
+    for offset, (member, points) in enumerate(entries):
+        user_id, _, name = member[_MOMENT_BYTES:].partition(b":")
+        standings.append(Standing(user_id.decode(), name.decode(), rank=first_rank + offset, score=int(points)))
     return standings
 
 
-def board() -> Board:
-    """The board this function is configured for (BOARD_KEY), on the configured Redis (REDIS_URL)."""
-    return _board(settings.board_key, settings.redis_url)
+def open_board(definition: BoardDefinition, season: Season) -> Board:
+    """The season of the board on the configured Redis (REDIS_URL), its keys expiring when the season stops being
+    readable."""
+    return _open_board(definition, season, settings.redis_url, settings.redis_key_prefix)
 
 
 @cache
-def _board(name: str, url: str) -> Board:
-    return Board(name, _redis(url))
+def _open_board(definition: BoardDefinition, season: Season, url: str, prefix: str) -> Board:
+    return Board(definition.id, season.name, _redis(url), expires_at_ms=definition.expires_at_ms(season))

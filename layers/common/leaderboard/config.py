@@ -65,8 +65,18 @@ class Settings:
         return _require("REDIS_URL")
 
     @property
-    def board_key(self) -> str:
-        return _require("BOARD_KEY")
+    def game(self) -> str:
+        # The game's action types and boards, one JSON document (leaderboard/game.py reads it).
+        return _require("GAME")
+
+    @property
+    def redis_key_prefix(self) -> str:
+        # Every Redis key starts with it; tests give each test a prefix of its own.
+        return os.environ.get("REDIS_KEY_PREFIX") or "leaderboard"
+
+    @property
+    def season_archive_table(self) -> str:
+        return _require("SEASON_ARCHIVE_TABLE")
 
     @property
     def board_changes_queue_url(self) -> str:

@@ -2,7 +2,8 @@
 
 AppSync delivers one publish to every subscriber of its channel, so the work done here per change does not depend on
 the audience: one publish for a board's top 10 (`/boards/<board>`), and one per *watching* player whose standing
-moved (`/players/<user_id>`).
+moved (`/players/<user_id>` for the `global` board, `/players/<user_id>/<board>` for the others). Only the season on
+show (the current one) is published; every board publishes on its own lease and budget.
 
 1. A write that changes the board (the consumer, a rebuild) raises the board's version and, unless a publisher
    already holds it, takes the publishing lease in the same Redis script. So does a player subscribing to their own
@@ -67,15 +68,15 @@ def wake_publisher(board: Board, lease: str | None) -> None:
     if lease is None:
         return
     try:
-        _send_wake_up(lease)
+        _send_wake_up(board, lease)
     except (BotoCoreError, ClientError) as exc:
         logger.warning("could not wake the publisher", extra={"error": type(exc).__name__})
         with suppress(BoardUnavailable):  # then the lease expires on its own
             board.abandon(lease)
 
 
-def _send_wake_up(lease: str, delay_seconds: int = 0) -> None:
-    body = _sqs_body({"lease": lease})
+def _send_wake_up(board: Board, lease: str, delay_seconds: int = 0) -> None:
+    body = _sqs_body({"lease": lease, "board": board.name, "season": board.season})
     sqs().send_message(QueueUrl=settings.board_changes_queue_url, MessageBody=body, DelaySeconds=delay_seconds)
 
 
@@ -84,12 +85,21 @@ def _sqs_body(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def lease_of(message_body: str) -> str:
-    """The lease a wake-up hands to the publisher."""
-    lease = json.loads(message_body)["lease"]
-    if not isinstance(lease, str):
-        raise ValueError("a wake-up names its lease")
-    return lease
+@dataclass(frozen=True)
+class WakeUp:
+    """What a wake-up hands to the publisher: the season to publish and its lease."""
+
+    lease: str
+    board: str
+    season: str
+
+    @classmethod
+    def of(cls, message_body: str) -> "WakeUp":
+        fields = json.loads(message_body)
+        wake_up = cls(fields["lease"], fields["board"], fields["season"])
+        if not all(isinstance(value, str) for value in (wake_up.lease, wake_up.board, wake_up.season)):
+            raise ValueError("a wake-up names its lease, board and season")
+        return wake_up
 
 
 # --- the budget ----------------------------------------------------------------------------------------------------
@@ -156,7 +166,7 @@ def publish_changes(
             allowance = budget.personal_allowance(cycle_seconds)
             # The lease is held through the whole cycle, the wait before the next one included.
             ranks = board.rank_changes(lease, allowance, start, hold_ms=int(cycle_seconds * 1000))
-            publishes = _publishes(board.name, snapshot, ranks)
+            publishes = _publishes(board.name, board.season, snapshot, ranks)
             done.requests += _queue(publishes)
             done.cycles, done.publishes = done.cycles + 1, done.publishes + len(publishes)
             # A change made from now on waits for the next cycle, however soon it comes: the budget's rate holds
@@ -166,7 +176,7 @@ def publish_changes(
             if remaining_ms() < HAND_OVER_BEFORE_MS + 2 * cycle_ms + 1000 * wait:
                 # A fresh invocation goes on after the wait, with the lease (it releases it if nothing changed).
                 board.finish_cycle(lease, snapshot, more=True, hold_ms=int(wait * 1000))
-                _send_wake_up(lease, delay_seconds=math.ceil(wait))
+                _send_wake_up(board, lease, delay_seconds=math.ceil(wait))
                 done.requests += 1
                 return done
             time.sleep(wait)
@@ -180,13 +190,13 @@ def publish_changes(
         raise
 
 
-def _publishes(board_name: str, snapshot: Snapshot, ranks: RankChanges) -> list[Publish]:
+def _publishes(board_name: str, season: str, snapshot: Snapshot, ranks: RankChanges) -> list[Publish]:
     """A cycle's publishes: the top 10 first if it changed, then each watcher's new standing on their own channel."""
-    publishes = (
-        [Publish(board_channel(board_name), (top10_message(board_name, snapshot),))] if snapshot.top_is_new else []
-    )
+    top10 = top10_message(board_name, season, snapshot)
+    publishes = [Publish(board_channel(board_name), (top10,))] if snapshot.top_is_new else []
     for change in ranks.changes:
-        publishes.append(Publish(player_channel(change.standing.user_id), (rank_message(change, ranks.seq),)))
+        message = rank_message(board_name, season, change, ranks.seq)
+        publishes.append(Publish(player_channel(change.standing.user_id, board_name), (message,)))
     return publishes
 
 

@@ -10,9 +10,6 @@ from typing import Any
 
 from leaderboard.board import RankChange, Snapshot
 
-# Boards that never reset have one season for good (issue: boards and seasons).
-ALL_TIME_SEASON = "all"
-
 
 def encode(message: dict[str, Any]) -> str:
     """Compact JSON, as published."""
@@ -24,22 +21,34 @@ def board_channel(board_name: str) -> str:
     return f"/boards/{board_name}"
 
 
-def player_channel(user_id: str) -> str:
-    """Where a player's own standing is published: only that player may subscribe."""
-    return f"/players/{user_id}"
+# The board whose rank messages go to `/players/<user_id>` itself (the others: `/players/<user_id>/<board>`).
+PLAYERS_OWN_BOARD = "global"
 
 
-def top10_message(board_name: str, snapshot: Snapshot) -> str:
-    """The top 10 of a board: the same objects as GET /v1/scores."""
+def player_channel(user_id: str, board_name: str) -> str:
+    """Where a player's own standing on a board is published: only that player may subscribe."""
+    return f"/players/{user_id}" if board_name == PLAYERS_OWN_BOARD else f"/players/{user_id}/{board_name}"
+
+
+def top10_message(board_name: str, season: str, snapshot: Snapshot) -> str:
+    """The top 10 of a board's season: the same objects as GET /v1/scores."""
     items = [entry.body() for entry in snapshot.top]
+    return encode({"type": "top10", "board": board_name, "season": season, "seq": snapshot.seq, "items": items})
+
+
+def rank_message(board_name: str, season: str, change: RankChange, seq: int) -> str:
+    """To a watching player whose rank or score on the board changed (or who just subscribed)."""
+    standing = change.standing.body()
     return encode(
-        {"type": "top10", "board": board_name, "season": ALL_TIME_SEASON, "seq": snapshot.seq, "items": items}
+        {
+            "type": "rank",
+            "seq": seq,
+            **standing,
+            "previous_rank": change.previous_rank,
+            "board": board_name,
+            "season": season,
+        }
     )
-
-
-def rank_message(change: RankChange, seq: int) -> str:
-    """To a watching player whose rank or score changed (or who just subscribed)."""
-    return encode({"type": "rank", "seq": seq, **change.standing.body(), "previous_rank": change.previous_rank})
 
 
 @dataclass(frozen=True)

@@ -1,36 +1,48 @@
-"""Scores: accepted by the API, applied exactly once by the consumer, kept in DynamoDB, shown on the board.
+"""Scores: accepted by the API, applied exactly once by the consumer, kept in DynamoDB, shown on the boards.
 
-Accepting (POST /v1/scores) is one DynamoDB transaction: the action records its score and the moment it was
-accepted, on the conditions of the contract (the caller's, unscored, unexpired, in range, the total stays under
-MAX_TOTAL). Only then is the score sent to SQS and 202 returned.
+The ledger is one item per player (PlayerTotalsTable): what they have accepted (`accepted_total`, and `pending`, the
+actions accepted and not applied yet) and their points on every board and season still readable (`seasons`, e.g.
+`weekly/2026-W49` -> [points, the moment they were reached]). However many boards a score feeds, it writes that one
+item: DynamoDB bills a write per item (two in a transaction), so adding boards adds no writes while the item stays
+under 1 KB.
 
-Applying (the consumer) is one transaction per score: the action is marked applied, on condition that it was not
-yet, and the player's total gets the score added and its version incremented. A redelivered message fails that
-condition and changes nothing. The totals of the batch's players are then read back and written to the board as
-absolute values with their versions; the board ignores anything older than what it holds. So a crash between the
-two writes, a duplicate, or a rebuild racing the consumer all converge to the ledger's totals.
+Accepting (POST /v1/scores) is one transaction: the action records its score and the moment it was accepted, on the
+conditions of the contract (the caller's, unscored, unexpired, in range), and the player's item records it as pending,
+on condition that the total stays under MAX_TOTAL. Only then is the score sent to SQS and 202 returned.
+
+Applying (the consumer) reads the batch's players and actions in one request, then per player one conditional write:
+every pending score of the batch is added to every board it feeds, in the season in which it was accepted, and leaves
+`pending`, on condition that nobody changed the player meanwhile (`rev`). A redelivered score is no longer pending and
+changes nothing. The players' points are then written to the boards in Redis, which keep a write only if it moves the
+player up: a crash between the two writes, a duplicate, or a rebuild racing the consumer all converge to the ledger.
 """
 
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from leaderboard import live
 from leaderboard.actions import PURGE_AFTER_SECONDS
 from leaderboard.aws import dynamodb, sqs
-from leaderboard.board import Board, PlayerTotal
+from leaderboard.board import PlayerTotal, open_board
 from leaderboard.config import settings
+from leaderboard.game import BoardDefinition, game
 from leaderboard.identity import Identity
 from leaderboard.problems import Conflict, Forbidden, NotFound, ServiceUnavailable, UnprocessableContent
+from leaderboard.seasons import Season
 
 # The largest total a player can hold. Redis keeps scores as doubles, exact up to 2^53 (about 9.007e15).
 MAX_TOTAL = 10**15
 # An accepted score still unapplied after this long was never queued: its request died between the transaction and
 # SendMessage (three times PostScoreFunction's timeout). A retry then queues it again instead of answering 409.
 STRANDED_AFTER_MS = 30_000
+# Concurrent writes to the same items are refused (a cancelled transaction, a failed `rev` condition); a retry with
+# fresh reads usually goes through.
+_CONFLICT_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -85,12 +97,9 @@ def accept(caller: Identity, user_id: str, action_id: str, score: int) -> Accept
     return accepted
 
 
-# Transactions touching the same items at once are cancelled (TransactionConflict); a retry usually goes through.
-_CONFLICT_RETRIES = 3
-
-
 def _acceptance(accepted: AcceptedScore) -> Any:
-    """The action takes the score; the player's accepted total (applied or still queued) stays within MAX_TOTAL."""
+    """The action takes the score; the player's accepted total (applied or still queued) stays within MAX_TOTAL, and
+    the action waits in their `pending` set until the consumer applies it."""
     return [
         {
             "Update": {
@@ -113,10 +122,11 @@ def _acceptance(accepted: AcceptedScore) -> Any:
             "Update": {
                 "TableName": settings.player_totals_table,
                 "Key": {"user_id": {"S": accepted.user_id}},
-                "UpdateExpression": "ADD accepted_total :score",
+                "UpdateExpression": "ADD accepted_total :score, pending :action",
                 "ConditionExpression": "attribute_not_exists(accepted_total) OR accepted_total <= :room",
                 "ExpressionAttributeValues": {
                     ":score": {"N": str(accepted.score)},
+                    ":action": {"SS": [accepted.action_id]},
                     ":room": {"N": str(MAX_TOTAL - accepted.score)},
                 },
             }
@@ -138,15 +148,21 @@ def _refuse(action: dict[str, Any] | None, caller: Identity, score: int, now_ms:
 
 
 def _stranded(action: dict[str, Any] | None, caller: Identity, score: int, now_ms: int) -> AcceptedScore | None:
-    """The score this action accepted, if it is the same score by the same player and was never applied."""
-    if action is None or action["user_id"]["S"] != caller.user_id or "applied_at" in action:
+    """The score this action accepted, if it is the same score by the same player, long enough ago that its request
+    must have died, and still pending (never applied)."""
+    if action is None or action["user_id"]["S"] != caller.user_id:
         return None
     if action.get("score", {}).get("N") != str(score):
         return None
     accepted_at_ms = int(action["accepted_at"]["N"])
-    if now_ms - accepted_at_ms < STRANDED_AFTER_MS:
+    if now_ms - accepted_at_ms < STRANDED_AFTER_MS or not _is_pending(caller.user_id, action["action_id"]["S"]):
         return None
     return AcceptedScore(action["action_id"]["S"], caller.user_id, caller.display_name, score, accepted_at_ms)
+
+
+def _is_pending(user_id: str, action_id: str) -> bool:
+    item = _player_item(user_id)
+    return item is not None and action_id in item.get("pending", {}).get("SS", [])
 
 
 def _action(action_id: str) -> dict[str, Any] | None:
@@ -182,7 +198,7 @@ def _take_back(accepted: AcceptedScore) -> bool:
                         "TableName": settings.actions_table,
                         "Key": {"action_id": {"S": accepted.action_id}},
                         "UpdateExpression": "REMOVE score, accepted_at SET purge_at = expires_at + :purge",
-                        "ConditionExpression": "accepted_at = :accepted AND attribute_not_exists(applied_at)",
+                        "ConditionExpression": "accepted_at = :accepted",
                         "ExpressionAttributeValues": {
                             ":accepted": {"N": str(accepted.accepted_at_ms)},
                             ":purge": {"N": str(PURGE_AFTER_SECONDS)},
@@ -193,8 +209,13 @@ def _take_back(accepted: AcceptedScore) -> bool:
                     "Update": {
                         "TableName": settings.player_totals_table,
                         "Key": {"user_id": {"S": accepted.user_id}},
-                        "UpdateExpression": "ADD accepted_total :minus",
-                        "ExpressionAttributeValues": {":minus": {"N": str(-accepted.score)}},
+                        "UpdateExpression": "ADD accepted_total :minus DELETE pending :action",
+                        "ConditionExpression": "contains(pending, :id)",
+                        "ExpressionAttributeValues": {
+                            ":minus": {"N": str(-accepted.score)},
+                            ":action": {"SS": [accepted.action_id]},
+                            ":id": {"S": accepted.action_id},
+                        },
                     }
                 },
             ],
@@ -202,6 +223,12 @@ def _take_back(accepted: AcceptedScore) -> bool:
     except client.exceptions.TransactionCanceledException:
         return False
     return True
+
+
+def _cancellation(response: Any) -> tuple[list[str | None], list[dict[str, Any] | None]]:
+    """Why each item of a cancelled two-item transaction failed ("None" = it did not), with its old item."""
+    reasons = list(response.get("CancellationReasons") or [{}, {}])
+    return [reason.get("Code") for reason in reasons], [reason.get("Item") for reason in reasons]
 
 
 # --- applying ------------------------------------------------------------------------------------------------------
@@ -221,133 +248,242 @@ def parse_message(body: str) -> AcceptedScore:
     return accepted
 
 
-def commit(accepted: AcceptedScore) -> None:
-    """Add the score to the player's total in DynamoDB, exactly once. A repeat is a no-op; PoisonMessage if the
-    action never accepted this score."""
-    client = dynamodb()
-    try:
-        client.transact_write_items(
-            TransactItems=[_mark_applied(accepted), _add_to_total(accepted, in_order=True)],
-            ClientRequestToken=uuid.uuid4().hex,  # a retried call after a lost answer is a no-op
-        )
-    except client.exceptions.TransactionCanceledException as exc:
-        codes, items = _cancellation(exc.response)
-        if codes[0] == "ConditionalCheckFailed":
-            if _already_applied(items[0], accepted):
-                return
-            raise PoisonMessage("the action did not accept this score") from None
-        if codes[1] == "ConditionalCheckFailed":
-            # A later score of this player was applied first (SQS does not keep order): add, keep its moment.
-            client.transact_write_items(
-                TransactItems=[_mark_applied(accepted), _add_to_total(accepted, in_order=False)],
-                ClientRequestToken=uuid.uuid4().hex,
-            )
-            return
-        raise
+# A season of a board: ("weekly", "2026-W49").
+SeasonKey = tuple[str, str]
 
 
-def _cancellation(response: Any) -> tuple[list[str | None], list[dict[str, Any] | None]]:
-    """Why each item of a cancelled two-item transaction failed ("None" = it did not), with its old item."""
-    reasons = list(response.get("CancellationReasons") or [{}, {}])
-    return [reason.get("Code") for reason in reasons], [reason.get("Item") for reason in reasons]
+@dataclass
+class Committed:
+    """What applying a batch did: the messages whose scores can never be applied (poison), and the players' points on
+    every board and season the batch's scores feed, as the ledger now holds them, for the boards in Redis."""
+
+    poison: list[str] = field(default_factory=list)
+    points: dict[SeasonKey, list[PlayerTotal]] = field(default_factory=lambda: defaultdict(list))
 
 
-def _mark_applied(accepted: AcceptedScore) -> Any:
-    return {
-        "Update": {
-            "TableName": settings.actions_table,
-            "Key": {"action_id": {"S": accepted.action_id}},
-            "UpdateExpression": "SET applied_at = :now",
-            "ConditionExpression": "attribute_not_exists(applied_at) AND score = :score AND accepted_at = :accepted",
-            "ExpressionAttributeValues": {
-                ":now": {"N": str(int(time.time() * 1000))},
-                ":score": {"N": str(accepted.score)},
-                ":accepted": {"N": str(accepted.accepted_at_ms)},
-            },
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+def commit(batch: Mapping[str, AcceptedScore], now_ms: int) -> Committed:
+    """Add each score to every board its action type feeds, in the season in which it was accepted, exactly once: one
+    read for the batch, one conditional write per player. A repeat is a no-op; a score its action never accepted is
+    poison. `batch` maps message ids to their scores."""
+    committed = Committed()
+    by_player: dict[str, list[tuple[str, AcceptedScore]]] = defaultdict(list)
+    for message_id, accepted in batch.items():
+        by_player[accepted.user_id].append((message_id, accepted))
+    players, actions = _read_batch(by_player, {accepted.action_id for accepted in batch.values()})
+    for user_id, scores in by_player.items():
+        valid: list[tuple[AcceptedScore, str]] = []
+        for message_id, accepted in scores:
+            action_type = _accepted_type(actions.get(accepted.action_id), accepted)
+            if action_type is None:
+                committed.poison.append(message_id)
+            else:
+                valid.append((accepted, action_type))
+        if valid:
+            ledger = _apply_to_player(players.get(user_id), user_id, valid, now_ms)
+            for key in {key for accepted, action_type in valid for key in _fed(action_type, accepted, now_ms)}:
+                if key in ledger.seasons:
+                    points, reached_at_ms = ledger.seasons[key]
+                    committed.points[key].append(PlayerTotal(user_id, ledger.display_name, points, reached_at_ms))
+    return committed
+
+
+def _accepted_type(action: dict[str, Any] | None, accepted: AcceptedScore) -> str | None:
+    """The action's type, if the action accepted exactly this score from this player (else the message is poison)."""
+    if action is None or action["user_id"]["S"] != accepted.user_id:
+        return None
+    if action.get("score", {}).get("N") != str(accepted.score):
+        return None
+    if action.get("accepted_at", {}).get("N") != str(accepted.accepted_at_ms):
+        return None
+    return str(action["type"]["S"])
+
+
+def _fed(action_type: str, accepted: AcceptedScore, now_ms: int) -> Iterator[SeasonKey]:
+    """The seasons a score feeds: per board of its action type, the season it was accepted in, if still readable (a
+    score redriven from the dead-letter queue after its season's readable days counts on the other boards only)."""
+    for definition in game().boards_fed_by(action_type):
+        season = definition.season_at(accepted.accepted_at_ms)
+        if definition.is_readable(season, now_ms):
+            yield definition.id, season.name
+
+
+@dataclass
+class PlayerLedger:
+    """A player's item in PlayerTotalsTable, as far as applying scores goes."""
+
+    display_name: str
+    seasons: dict[SeasonKey, tuple[int, int]]
+    pending: set[str]
+    rev: int
+
+    @classmethod
+    def of(cls, item: dict[str, Any] | None) -> "PlayerLedger":
+        item = item or {}
+        seasons = {
+            _season_key(key): (int(value["L"][0]["N"]), int(value["L"][1]["N"]))
+            for key, value in item.get("seasons", {}).get("M", {}).items()
         }
+        pending = set(item.get("pending", {}).get("SS", []))
+        return cls(item.get("display_name", {}).get("S", ""), seasons, pending, int(item.get("rev", {}).get("N", 0)))
+
+    def add(self, accepted: AcceptedScore, action_type: str, now_ms: int) -> None:
+        """Count the score on every season it feeds (sum: points add up, the moment is the latest score's; best: the
+        highest score, reached when it was first scored)."""
+        for board_id, season in _fed(action_type, accepted, now_ms):
+            definition = game().boards[board_id]
+            points, reached = self.seasons.get((board_id, season), (0, 0))
+            if definition.aggregate == "sum":
+                self.seasons[board_id, season] = (points + accepted.score, max(reached, accepted.accepted_at_ms))
+            elif accepted.score > points or (accepted.score == points and accepted.accepted_at_ms < reached):
+                self.seasons[board_id, season] = (accepted.score, accepted.accepted_at_ms)
+
+    def forget_unreadable(self, now_ms: int) -> None:
+        """Drop the seasons no longer readable (their final top 100 is archived): the item stays small."""
+        for board_id, season_name in list(self.seasons):
+            definition = game().boards.get(board_id)
+            season = definition.season_named(season_name) if definition else None
+            if definition is None or season is None or not definition.is_readable(season, now_ms):
+                del self.seasons[board_id, season_name]
+
+
+def _season_key(key: str) -> SeasonKey:
+    board_id, _, season = key.partition("/")
+    return board_id, season
+
+
+def _apply_to_player(
+    item: dict[str, Any] | None, user_id: str, scores: list[tuple[AcceptedScore, str]], now_ms: int
+) -> PlayerLedger:
+    """Apply the player's pending scores among `scores` in one conditional write; the ledger as it then stands."""
+    for attempt in range(_CONFLICT_RETRIES + 1):
+        ledger = PlayerLedger.of(item)
+        # Once per action, even when a batch holds the same score twice (a retry queued it again).
+        pending = {
+            accepted.action_id: (accepted, kind) for accepted, kind in scores if accepted.action_id in ledger.pending
+        }
+        due = sorted(pending.values(), key=lambda pair: pair[0].accepted_at_ms)
+        if not due:
+            return ledger  # all applied already: a redelivery
+        ledger.forget_unreadable(now_ms)
+        for accepted, action_type in due:
+            ledger.add(accepted, action_type, now_ms)
+        ledger.display_name = due[-1][0].display_name
+        try:
+            _write_ledger(user_id, ledger, [accepted.action_id for accepted, _ in due])
+            return ledger
+        except dynamodb().exceptions.ConditionalCheckFailedException:
+            if attempt == _CONFLICT_RETRIES:
+                raise
+            item = _player_item(user_id)  # another consumer applied some of them meanwhile
+    raise AssertionError("unreachable")
+
+
+def _write_ledger(user_id: str, ledger: PlayerLedger, applied: list[str]) -> None:
+    values: dict[str, Any] = {
+        ":seasons": {
+            "M": {
+                f"{board_id}/{season}": {"L": [{"N": str(points)}, {"N": str(reached)}]}
+                for (board_id, season), (points, reached) in ledger.seasons.items()
+            }
+        },
+        ":name": {"S": ledger.display_name},
+        ":rev": {"N": str(ledger.rev)},
+        ":next": {"N": str(ledger.rev + 1)},
+        ":applied": {"SS": applied},
     }
-
-
-def _add_to_total(accepted: AcceptedScore, in_order: bool) -> Any:
-    values = {
-        ":score": {"N": str(accepted.score)},
-        ":one": {"N": "1"},
-        ":name": {"S": accepted.display_name},
-    }
-    update: dict[str, Any] = {
-        "TableName": settings.player_totals_table,
-        "Key": {"user_id": {"S": accepted.user_id}},
-        "UpdateExpression": "ADD total_score :score, version :one SET display_name = :name",
-        "ExpressionAttributeValues": values,
-    }
-    if in_order:
-        # The total was reached when its latest score was accepted: ties on the board go to the earlier moment.
-        update["UpdateExpression"] += ", reached_at = :accepted"
-        update["ConditionExpression"] = "attribute_not_exists(reached_at) OR reached_at <= :accepted"
-        values[":accepted"] = {"N": str(accepted.accepted_at_ms)}
-    return {"Update": update}
-
-
-def _already_applied(action: dict[str, Any] | None, accepted: AcceptedScore) -> bool:
-    return (
-        action is not None
-        and "applied_at" in action
-        and action.get("score", {}).get("N") == str(accepted.score)
-        and action.get("accepted_at", {}).get("N") == str(accepted.accepted_at_ms)
+    conditions = ["(attribute_not_exists(rev) OR rev = :rev)"]
+    for index, action_id in enumerate(applied):  # still pending: not applied, nor taken back, meanwhile
+        values[f":a{index}"] = {"S": action_id}
+        conditions.append(f"contains(pending, :a{index})")
+    dynamodb().update_item(
+        TableName=settings.player_totals_table,
+        Key={"user_id": {"S": user_id}},
+        UpdateExpression="SET seasons = :seasons, display_name = :name, rev = :next DELETE pending :applied",
+        ConditionExpression=" AND ".join(conditions),
+        ExpressionAttributeValues=values,
     )
 
 
-def totals_of(user_ids: Iterable[str]) -> list[PlayerTotal]:
-    """The players' totals as DynamoDB holds them now (strongly consistent)."""
-    keys = [{"user_id": {"S": user_id}} for user_id in sorted(set(user_ids))]
-    totals: list[PlayerTotal] = []
-    table = settings.player_totals_table
-    for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys at a time
-        request: Any = {table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
-        while request:
-            response = dynamodb().batch_get_item(RequestItems=request)
-            totals.extend(_player_total(item) for item in response["Responses"].get(table, []))
-            request = response.get("UnprocessedKeys") or None
-    return totals
+def _read_batch(
+    players: Iterable[str], action_ids: Iterable[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The players' items and the actions, strongly consistent, in one BatchGetItem (more if DynamoDB says so)."""
+    players_table, actions_table = settings.player_totals_table, settings.actions_table
+    keys = {
+        players_table: [{"user_id": {"S": user_id}} for user_id in players],
+        actions_table: [{"action_id": {"S": action_id}} for action_id in action_ids],
+    }
+    request: Any = {table: {"Keys": keys, "ConsistentRead": True} for table, keys in keys.items() if keys}
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    while request:
+        response = dynamodb().batch_get_item(RequestItems=request)
+        for table, items in response["Responses"].items():
+            found[table].extend(items)
+        request = response.get("UnprocessedKeys") or None
+    return (
+        {item["user_id"]["S"]: item for item in found[players_table]},
+        {item["action_id"]["S"]: item for item in found[actions_table]},
+    )
 
 
-def update_board(board: Board, user_ids: Iterable[str]) -> None:
-    """Bring the board up to the ledger for these players, and have the change published to the live feed."""
-    live.wake_publisher(board, board.set_totals(totals_of(user_ids)).lease)
+def _player_item(user_id: str) -> dict[str, Any] | None:
+    response = dynamodb().get_item(
+        TableName=settings.player_totals_table, Key={"user_id": {"S": user_id}}, ConsistentRead=True
+    )
+    return response.get("Item")
+
+
+def update_boards(points: dict[SeasonKey, list[PlayerTotal]], now_ms: int) -> None:
+    """Bring the boards up to the ledger for these players; a change to a season on show is published live."""
+    for (board_id, season_name), totals in points.items():
+        definition = game().boards.get(board_id)
+        season = definition.season_named(season_name) if definition else None
+        if definition is None or season is None:
+            continue  # a board since removed from the game's definitions
+        board = open_board(definition, season)
+        live.wake_publisher(board, board.set_totals(totals, live=_on_show(definition, season, now_ms)).lease)
+
+
+def _on_show(definition: BoardDefinition, season: Season, now_ms: int) -> bool:
+    return definition.season_at(now_ms) == season
 
 
 # --- rebuilding ----------------------------------------------------------------------------------------------------
 
 
-def all_totals() -> Iterator[PlayerTotal]:
-    """Every player's applied total, read from DynamoDB page by page. A player whose first score is accepted but not
-    yet applied has a record (its accepted_total) and no total yet: nothing for the board."""
+def _every(key: SeasonKey) -> bool:
+    return True
+
+
+def all_points(wanted: Callable[[SeasonKey], bool] = _every) -> Iterator[tuple[SeasonKey, PlayerTotal]]:
+    """Every player's points on every season the ledger holds that is `wanted`, read from DynamoDB page by page."""
     paginator = dynamodb().get_paginator("scan")
     pages = paginator.paginate(
-        TableName=settings.player_totals_table, ConsistentRead=True, FilterExpression="attribute_exists(version)"
+        TableName=settings.player_totals_table, ConsistentRead=True, FilterExpression="attribute_exists(seasons)"
     )
     for page in pages:
-        yield from (_player_total(item) for item in page["Items"])
+        for item in page["Items"]:
+            ledger = PlayerLedger.of(item)
+            for key, (points, reached_at_ms) in ledger.seasons.items():
+                if wanted(key):
+                    yield key, PlayerTotal(item["user_id"]["S"], ledger.display_name, points, reached_at_ms)
 
 
-def rebuild(board: Board, chunk: int = 500) -> int:
-    """Write every total in DynamoDB to the board (version-gated, so racing the consumer is safe); the count."""
-    written, pending = 0, []
-    for player in all_totals():
-        pending.append(player)
-        if len(pending) == chunk:
-            live.wake_publisher(board, board.set_totals(pending).lease)
-            written, pending = written + len(pending), []
-    live.wake_publisher(board, board.set_totals(pending).lease)
-    return written + len(pending)
-
-
-def _player_total(item: dict[str, Any]) -> PlayerTotal:
-    return PlayerTotal(
-        user_id=item["user_id"]["S"],
-        display_name=item["display_name"]["S"],
-        total=int(item["total_score"]["N"]),
-        version=int(item["version"]["N"]),
-        reached_at_ms=int(item.get("reached_at", {"N": "0"})["N"]),
-    )
+def rebuild(now_ms: int, wanted: Callable[[SeasonKey], bool] = _every, chunk: int = 500) -> dict[SeasonKey, int]:
+    """Write the ledger's points to the boards in Redis (every readable season that is `wanted`); they keep only what
+    moves a player up, so racing the consumer is safe. The players written per season."""
+    written: dict[SeasonKey, int] = defaultdict(int)
+    pending: dict[SeasonKey, list[PlayerTotal]] = defaultdict(list)
+    for key, player in all_points(wanted):
+        definition = game().boards.get(key[0])
+        season = definition.season_named(key[1]) if definition else None
+        if definition is None or season is None or not definition.is_readable(season, now_ms):
+            continue
+        pending[key].append(player)
+        if len(pending[key]) == chunk:
+            update_boards({key: pending.pop(key)}, now_ms)
+            written[key] += chunk
+    update_boards(pending, now_ms)
+    for key, players in pending.items():
+        written[key] += len(players)
+    return dict(written)

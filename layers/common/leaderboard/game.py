@@ -1,0 +1,126 @@
+"""The game's definitions: its action types and its boards, one JSON document in template.yaml (`GAME`).
+
+Adding a board is an edit of that document and a deploy, no code. A board has:
+- `id` (its name in paths and channels) and `title` (what the page shows);
+- `action_types`: the actions whose scores feed it (one score feeds every board of its type, see scores.py);
+- `aggregate`: `sum` (a player's points add up) or `best` (a player's highest single score);
+- `reset`: `none`, `daily`, `weekly` or `monthly`, at 00:00 UTC (seasons.py);
+- `readable_days`: how long an ended season stays readable in full; its final top 100 is archived for good.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal, cast, get_args
+
+from leaderboard.config import ConfigurationError, settings
+from leaderboard.seasons import RESETS, Reset, Season, rfc3339, season_at, season_named
+
+Aggregate = Literal["sum", "best"]
+DEFAULT_ACTION_TYPE = "match"
+_DAY_MS = 86_400_000
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class ActionType:
+    max_score: int
+    lifetime_seconds: int
+
+
+@dataclass(frozen=True)
+class BoardDefinition:
+    id: str
+    title: str
+    action_types: tuple[str, ...]
+    aggregate: Aggregate
+    reset: Reset
+    readable_days: int
+
+    def season_at(self, moment_ms: int) -> Season:
+        return season_at(self.reset, moment_ms)
+
+    def season_named(self, name: str) -> Season | None:
+        return season_named(self.reset, name)
+
+    def expires_at_ms(self, season: Season) -> int | None:
+        """When an ended season stops being readable in full (its Redis keys expire then); None: never."""
+        return None if season.ends_at_ms is None else season.ends_at_ms + self.readable_days * _DAY_MS
+
+    def is_readable(self, season: Season, now_ms: int) -> bool:
+        """The season has started and, if it ended, is still within its readable days."""
+        expires = self.expires_at_ms(season)
+        return season.started_by(now_ms) and (expires is None or now_ms < expires)
+
+    def body(self, now_ms: int) -> dict[str, Any]:
+        """What GET /v1/boards says of the board: its definition and its current season."""
+        season = self.season_at(now_ms)
+        return {
+            "id": self.id,
+            "title": self.title,
+            "aggregate": self.aggregate,
+            "reset": self.reset,
+            "season": season.name,
+            "starts_at": rfc3339(season.starts_at_ms),
+            "ends_at": rfc3339(season.ends_at_ms),
+        }
+
+
+@dataclass(frozen=True)
+class Game:
+    action_types: dict[str, ActionType]
+    boards: dict[str, BoardDefinition]
+
+    def boards_fed_by(self, action_type: str) -> list[BoardDefinition]:
+        return [definition for definition in self.boards.values() if action_type in definition.action_types]
+
+
+def game() -> Game:
+    """The game this stack is deployed with (GAME, parsed once per process and checked)."""
+    return parse(settings.game)
+
+
+@cache
+def parse(document: str) -> Game:
+    """The game a GAME document defines; ConfigurationError says what is wrong with it."""
+    try:
+        raw = json.loads(document)
+        action_types = {
+            str(name): ActionType(int(kind["max_score"]), int(kind["lifetime_seconds"]))
+            for name, kind in raw["action_types"].items()
+        }
+        boards = [_board(entry) for entry in raw["boards"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigurationError(f"GAME is not a valid game definition: {exc!r}") from None
+    by_id = {definition.id: definition for definition in boards}
+    problems = [f"board ids repeat: {sorted(by_id)}"] if len(by_id) != len(boards) else []
+    if DEFAULT_ACTION_TYPE not in action_types:
+        problems.append(f"the default action type {DEFAULT_ACTION_TYPE!r} is not defined")
+    for definition in boards:
+        unknown = set(definition.action_types) - set(action_types)
+        if unknown:
+            problems.append(f"board {definition.id!r} is fed by undefined action types {sorted(unknown)}")
+    if problems:
+        raise ConfigurationError("GAME: " + "; ".join(problems))
+    return Game(action_types, by_id)
+
+
+def _board(entry: dict[str, Any]) -> BoardDefinition:
+    definition = BoardDefinition(
+        id=str(entry["id"]),
+        title=str(entry["title"]),
+        action_types=tuple(str(name) for name in entry["action_types"]),
+        aggregate=cast(Aggregate, entry["aggregate"]),
+        reset=cast(Reset, entry["reset"]),
+        readable_days=int(entry.get("readable_days", 0)),
+    )
+    if not _ID.match(definition.id):
+        raise ValueError(f"board id {definition.id!r}: 1 to 32 of a-z, 0-9 and '-'")
+    if definition.aggregate not in get_args(Aggregate):
+        raise ValueError(f"board {definition.id!r}: aggregate is one of {get_args(Aggregate)}")
+    if definition.reset not in RESETS:
+        raise ValueError(f"board {definition.id!r}: reset is one of {RESETS}")
+    if definition.readable_days < 0 or not definition.action_types:
+        raise ValueError(f"board {definition.id!r}: readable_days >= 0 and at least one action type")
+    return definition

@@ -1,0 +1,295 @@
+"""Boards and seasons in-process: one score feeding every board of its type exactly once, the season a score counts
+in, the rollover at 00:00 UTC with a clock the tests control (no waiting for midnight), the archive, expiry and
+rebuilds per board and season; the new routes' handlers."""
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from unittest import mock
+
+import pytest
+import redis
+
+from functions.scores import get_board_scores, get_board_standing, list_boards, rebuild_board, roll_over_seasons
+from leaderboard import aws
+from leaderboard.game import game as game_definitions
+from tests.conftest import FakeLambdaContext, load_event
+from tests.integration.conftest import REDIS_URL, Game
+
+# The template's three boards and a monthly one, so every kind of reset is exercised.
+FOUR_BOARDS = json.dumps(
+    {
+        "action_types": {
+            "match": {"max_score": 1000, "lifetime_seconds": 3600},
+            "quest": {"max_score": 50, "lifetime_seconds": 3600},
+        },
+        "boards": [
+            {"id": "global", "title": "All time", "action_types": ["match"], "aggregate": "sum", "reset": "none"},
+            {"id": "weekly", "title": "Week", "action_types": ["match"], "aggregate": "sum", "reset": "weekly",
+             "readable_days": 28},
+            {"id": "daily-best", "title": "Today", "action_types": ["match"], "aggregate": "best", "reset": "daily",
+             "readable_days": 7},
+            {"id": "monthly", "title": "Month", "action_types": ["match", "quest"], "aggregate": "sum",
+             "reset": "monthly", "readable_days": 31},
+        ],
+    }
+)  # fmt: skip
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+class Clock:
+    """time.time() for everything in the test (handlers, the board's versions), moved by the test."""
+
+    def __init__(self, moment: str) -> None:
+        self.now_ms = ms(moment)
+
+    def set(self, moment: str) -> None:
+        self.now_ms = ms(moment)
+
+    def __call__(self) -> float:
+        return self.now_ms / 1000
+
+
+@pytest.fixture
+def clock(game: Game, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    clock = Clock("2026-12-03T12:00:00Z")
+    monkeypatch.setattr(time, "time", clock)
+    with mock.patch.dict(os.environ, {"GAME": FOUR_BOARDS}):
+        yield clock
+
+
+def ledger(game: Game, user_id: str) -> dict[str, list[int]]:
+    item = game.stack.dynamodb.get_item(
+        TableName=game.stack.physical_id("PlayerTotalsTable"), Key={"user_id": {"S": user_id}}
+    )["Item"]
+    return {key: [int(n["N"]) for n in value["L"]] for key, value in item.get("seasons", {}).get("M", {}).items()}
+
+
+def call(handler: Any, event_name: str, path: dict[str, str], query: dict[str, str] | None = None) -> tuple[int, Any]:
+    event = load_event(event_name)
+    event["pathParameters"] = path
+    event["queryStringParameters"] = query
+    response = handler.lambda_handler(event, FakeLambdaContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def page(board_id: str, **query: str) -> tuple[int, Any]:
+    return call(get_board_scores, "get_board_scores", {"board": board_id}, query or None)
+
+
+def standing(board_id: str, user_id: str, **query: str) -> tuple[int, Any]:
+    return call(get_board_standing, "get_board_standing", {"board": board_id, "user_id": user_id}, query or None)
+
+
+def points(board_id: str, **query: str) -> dict[str, int]:
+    status, body = page(board_id, limit="100", **query)
+    assert status == 200, body
+    return {entry["user_id"]: entry["score"] for entry in body["items"]}
+
+
+def test_one_score_feeds_every_board_of_its_type_exactly_once_in_one_write(game: Game, clock: Clock) -> None:
+    ann = game.player("ann")
+    game.score(ann, 300)
+    game.score(ann, 200)
+    messages = game.receive(visibility_timeout=0)
+    writes: list[str] = []
+    real_update = aws.dynamodb().update_item
+
+    def counted(**kwargs: Any) -> Any:
+        writes.append(kwargs["TableName"])
+        return real_update(**kwargs)
+
+    with mock.patch.object(aws.dynamodb(), "update_item", counted):
+        game.deliver(messages)
+        game.deliver(messages)  # redelivered: counted once
+    game.drain()
+
+    assert writes == [game.stack.physical_id("PlayerTotalsTable")]  # one write for two scores on four boards
+    assert ledger(game, ann.user_id) == {
+        "global/all": [500, clock.now_ms],
+        "weekly/2026-W49": [500, clock.now_ms],
+        "daily-best/2026-12-03": [300, clock.now_ms],
+        "monthly/2026-12": [500, clock.now_ms],
+    }
+    assert {board_id: points(board_id)[ann.user_id] for board_id in game_definitions().boards} == {
+        "global": 500,
+        "weekly": 500,
+        "daily-best": 300,
+        "monthly": 500,
+    }
+
+
+def test_an_action_type_feeds_only_its_boards(game: Game, clock: Clock) -> None:
+    bob = game.player("bob")
+    status, action = game.start(bob, {"type": "quest"})
+    assert status == 201
+    assert game.post(bob, {"user_id": bob.user_id, "score": 40, "action_id": action["action_id"]})[0] == 202
+    game.drain()
+
+    assert ledger(game, bob.user_id) == {"monthly/2026-12": [40, clock.now_ms]}
+    assert standing("global", bob.user_id)[0] == 404
+
+
+def test_the_best_board_keeps_the_highest_single_score_and_ties_go_to_who_reached_it_first(
+    game: Game, clock: Clock
+) -> None:
+    ann, bob = game.player("ann"), game.player("bob")
+    game.score(ann, 700)
+    clock.now_ms += 1
+    game.score(bob, 700)
+    clock.now_ms += 1
+    game.score(bob, 100)
+    game.score(ann, 650)
+    game.drain()
+
+    body = page("daily-best")[1]
+    assert [(entry["user_id"], entry["score"], entry["rank"]) for entry in body["items"]] == [
+        (ann.user_id, 700, 1),
+        (bob.user_id, 700, 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("last_moment", "ended", "started"),
+    [
+        # A week's and a day's end (Sunday).
+        ("2026-12-06T23:59:59.999Z", {"weekly": "2026-W49", "daily-best": "2026-12-06"}, {"weekly": "2026-W50"}),
+        # The ISO week that spans a new year, and a month's end.
+        ("2026-12-31T23:59:59.999Z", {"monthly": "2026-12", "daily-best": "2026-12-31"}, {"monthly": "2027-01"}),
+        ("2027-01-03T23:59:59.999Z", {"weekly": "2026-W53"}, {"weekly": "2027-W01"}),
+        # The leap day.
+        ("2028-02-29T23:59:59.999Z", {"daily-best": "2028-02-29", "monthly": "2028-02"}, {"monthly": "2028-03"}),
+    ],
+)
+def test_a_score_accepted_just_before_a_reset_and_applied_after_counts_in_the_season_that_ended(
+    game: Game, clock: Clock, last_moment: str, ended: dict[str, str], started: dict[str, str]
+) -> None:
+    ann = game.player("ann")
+    clock.set(last_moment)
+    game.score(ann, 10)  # the 202's moment: the last millisecond of the season
+    clock.now_ms += 1 + 500  # the reset has passed when the consumer applies it
+
+    game.drain()
+
+    for board_id, season in ended.items():
+        assert points(board_id, season=season) == {ann.user_id: 10}, board_id
+    for board_id, season in started.items():
+        status, body = page(board_id)
+        assert (status, body["season"], body["items"]) == (200, season, []), "the new season starts empty"
+    assert points("global") == {ann.user_id: 10}
+
+
+def test_the_boards_route_shows_the_new_season_from_the_reset_on(game: Game, clock: Clock) -> None:
+    clock.set("2026-12-06T23:59:59.999Z")
+    before = json.loads(list_boards.lambda_handler(load_event("list_boards"), FakeLambdaContext())["body"])
+    clock.now_ms += 1
+    after = json.loads(list_boards.lambda_handler(load_event("list_boards"), FakeLambdaContext())["body"])
+
+    weekly_before, weekly_after = (next(b for b in boards if b["id"] == "weekly") for boards in (before, after))
+    assert (weekly_before["season"], weekly_before["ends_at"]) == ("2026-W49", "2026-12-07T00:00:00Z")
+    assert (weekly_after["season"], weekly_after["starts_at"]) == ("2026-W50", "2026-12-07T00:00:00Z")
+
+
+def test_a_seasons_keys_expire_when_its_readable_days_are_over_and_all_time_never(game: Game, clock: Clock) -> None:
+    ann = game.player("ann")
+    game.score(ann, 10)
+    game.drain()
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = os.environ["REDIS_KEY_PREFIX"]
+
+    def expiries(tag: str) -> set[int]:
+        keys = client.scan_iter(match=f"{prefix}:[{{]{tag}[}}]:*")
+        return {client.pexpiretime(key) for key in keys if not key.endswith(b":publishing")}  # a lease: 10 s
+
+    assert expiries("weekly:2026-W49") == {ms("2026-12-07T00:00:00Z") + 28 * 86_400_000}
+    assert expiries("daily-best:2026-12-03") == {ms("2026-12-04T00:00:00Z") + 7 * 86_400_000}
+    assert expiries("global:all") == {-1}  # no expiry
+
+
+def test_an_ended_season_is_archived_and_read_from_the_archive_once_redis_let_it_go(game: Game, clock: Clock) -> None:
+    ann, bob = game.player("ann"), game.player("bob")
+    game.score(ann, 30)
+    game.score(bob, 20)
+    game.drain()
+    clock.set("2026-12-07T00:15:00Z")  # the schedule runs after the reset
+
+    first = roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
+    again = roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
+
+    assert sorted(first["archived"]) == ["daily-best/2026-12-03", "weekly/2026-W49"]  # the seasons that had scores
+    assert again["archived"] == []  # nothing changed since
+    clock.set("2027-02-01T00:00:00Z")  # long past the season's readable days: Redis has let it go
+    status, body = page("weekly", season="2026-W49")
+    assert (status, [(e["user_id"], e["rank"], e["score"]) for e in body["items"]]) == (
+        200,
+        [(ann.user_id, 1, 30), (bob.user_id, 2, 20)],
+    )
+    status, mine = standing("weekly", bob.user_id, season="2026-W49")
+    assert (status, mine["rank"], mine["season"]) == (200, 2, "2026-W49")
+    assert page("daily-best", season="2026-12-03")[0] == 200  # kept for good, like every archived season
+    assert page("daily-best", season="2026-12-02")[0] == 404  # no score then: nothing was archived
+
+
+def test_a_late_score_applied_after_the_archive_is_archived_again(game: Game, clock: Clock) -> None:
+    ann, bob = game.player("ann"), game.player("bob")
+    game.score(ann, 30)
+    game.drain()
+    clock.set("2026-12-06T23:59:59.999Z")
+    game.score(bob, 50)  # accepted before the reset...
+    clock.set("2026-12-07T00:15:00Z")
+    roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
+    game.drain()  # ...applied after the archive ran
+    roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
+
+    clock.set("2027-02-01T00:00:00Z")
+    assert points("weekly", season="2026-W49") == {bob.user_id: 50, ann.user_id: 30}
+
+
+def test_a_rebuild_of_one_season_restores_only_that_season(game: Game, clock: Clock) -> None:
+    ann = game.player("ann")
+    game.score(ann, 30)
+    game.drain()
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(*client.scan_iter(match=f"{os.environ['REDIS_KEY_PREFIX']}:*"))  # Redis came back empty
+
+    result = rebuild_board.lambda_handler({"board": "weekly", "season": "2026-W49"}, FakeLambdaContext())
+
+    assert result == {"players": {"weekly/2026-W49": 1}}
+    assert points("weekly") == {ann.user_id: 30}
+    assert points("global") == {}
+    rebuild_board.lambda_handler({}, FakeLambdaContext())
+    assert points("global") == points("monthly") == {ann.user_id: 30}
+
+
+def test_a_score_redriven_after_its_season_stopped_being_readable_counts_on_the_other_boards(
+    game: Game, clock: Clock
+) -> None:
+    ann = game.player("ann")
+    game.score(ann, 30)
+    clock.set("2027-02-05T00:00:00Z")  # two months later, out of the dead-letter queue
+
+    game.drain()
+
+    assert ledger(game, ann.user_id) == {"global/all": [30, ms("2026-12-03T12:00:00Z")]}
+    assert points("global") == {ann.user_id: 30}
+
+
+def test_players_beyond_the_first_page_are_reached_with_offset(game: Game, clock: Clock) -> None:
+    players = [game.player(f"p{index:02d}") for index in range(12)]
+    for index, player in enumerate(players):
+        game.score(player, 100 - index)
+    game.drain()
+
+    status, body = page("weekly", offset="10", limit="5")
+
+    assert (status, body["offset"], body["limit"]) == (200, 10, 5)
+    assert [(entry["user_id"], entry["rank"]) for entry in body["items"]] == [
+        (players[10].user_id, 11),
+        (players[11].user_id, 12),
+    ]
