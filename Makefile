@@ -13,6 +13,7 @@ TOOLS_PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3.
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
+comma := ,
 VENV := .venv
 TOOLS := .venv-tools
 PY := $(VENV)/bin/python
@@ -25,7 +26,7 @@ PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 help:
 	@echo "make run                              start the whole stack locally (page and API on :3000, the live feed on :3001)"
 	@echo "make invoke FN=<LogicalId> EVENT=events/<file>.json   run one function on one event (no Docker)"
-	@echo "make rebuild                          restore the board in Redis from DynamoDB (local stack, or REDIS_URL)"
+	@echo "make rebuild [BOARD=weekly [SEASON=2026-W49]]  restore the boards in Redis from DynamoDB (local stack, or REDIS_URL)"
 	@echo "make demo [PLAYERS=12] [MINUTES=3]    simulated players on the running stack (watch http://127.0.0.1:3000/)"
 	@echo "make test                             lint, types, unit, integration, template checks, e2e"
 	@echo "make bench                            benchmarks -> bench/results.json, BENCHMARKS.md (BENCH_PLAYERS=N for a quick run)"
@@ -52,9 +53,10 @@ invoke: $(VENV)/.installed
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
 	@$(PY) -m local.invoke "$(FN)" "$(EVENT)"
 
-# Restore the board from DynamoDB: on the running local stack (or REDIS_URL's Redis when set).
+# Restore the boards from DynamoDB: on the running local stack (or REDIS_URL's Redis when set). Every readable season
+# of every board, or BOARD=<id> [SEASON=<name>] for one board or one season.
 rebuild: $(VENV)/.installed
-	@$(PY) -m local.invoke RebuildBoardFunction events/rebuild_board.json
+	@echo '{$(if $(BOARD),"board": "$(BOARD)"$(if $(SEASON),$(comma) "season": "$(SEASON)"))}' | $(PY) -m local.invoke RebuildBoardFunction -
 
 # Simulated players on the running stack (`make run` in another terminal; API_URL=... for a deployed one).
 demo: $(VENV)/.installed
