@@ -112,13 +112,47 @@ def test_a_player_on_their_own_channel_gets_their_standing_at_once_and_when_pass
     assert passed["rank"] <= standing["rank"]
 
 
-@pytest.mark.parametrize("case", ["another player's", "anonymous on a player's", "every player's"])
+def test_each_board_publishes_its_own_top10_and_a_players_rank_on_it_to_their_channel_for_it(
+    live: LiveFeed, api_url: str
+) -> None:
+    me = Player(api_url)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with (
+            watching(live, "/boards/daily-best") as board,
+            watching(live, f"/players/{me.user_id}/daily-best", me.access_token) as own,
+        ):
+            await asyncio.to_thread(me.play, 700)
+            await asyncio.to_thread(me.play, 300)  # the best single match stays 700
+            top = await board.until(
+                lambda message: is_top10(message) and any(e["user_id"] == me.user_id for e in message["items"])
+            )
+            rank = await own.until(lambda message: message.get("type") == "rank")
+            return top, rank
+
+    top, rank = asyncio.run(scenario())
+
+    assert (top["board"], top["season"]) == ("daily-best", time.strftime("%Y-%m-%d", time.gmtime()))
+    assert next(e["score"] for e in top["items"] if e["user_id"] == me.user_id) == 700
+    assert (rank["board"], rank["season"], rank["user_id"], rank["score"]) == (
+        "daily-best",
+        top["season"],
+        me.user_id,
+        700,
+    )
+
+
+@pytest.mark.parametrize(
+    "case", ["another player's", "anonymous on a player's", "every player's", "another's on a board", "no such board"]
+)
 def test_nobody_may_subscribe_to_another_players_channel(live: LiveFeed, api_url: str, case: str) -> None:
     me, other = Player(api_url), Player(api_url)
     channel, token = {
         "another player's": (f"/players/{other.user_id}", me.access_token),
         "anonymous on a player's": (f"/players/{me.user_id}", ANONYMOUS),
         "every player's": ("/players/*", me.access_token),
+        "another's on a board": (f"/players/{other.user_id}/weekly", me.access_token),
+        "no such board": (f"/players/{me.user_id}/no-such-board", me.access_token),
     }[case]
 
     async def scenario() -> SubscribeError:
