@@ -1,4 +1,5 @@
-// The live leaderboard page: the top 10, live over AppSync Events, for anyone; log in to see your own rank and play.
+// The live leaderboard page: the top 10 of each board's current season, live over AppSync Events, for anyone; log in
+// to see your own rank on the board shown and play.
 // No framework and no build step. Server data only ever reaches the page through textContent and data-* attributes.
 "use strict";
 
@@ -13,14 +14,19 @@
   const RENEW_SUBSCRIPTIONS_MS = 5 * 60_000; // the live feed's contract: subscriptions are renewed every 5 minutes
   const DEFAULT_CONNECTION_TIMEOUT_MS = 300_000; // no "ka" for this long: the connection is dead
   const SUBSCRIBE_RETRY_MS = 5_000;
-  const STANDING_MIN_INTERVAL_MS = 1_000; // GET /v1/scores/{user_id} after a change of your own
+  const STANDING_MIN_INTERVAL_MS = 1_000; // GET /v1/boards/{board}/scores/{user_id} after a change of your own
   const STANDING_ON_BOARD_CHANGE_MS = 5_000; // ... and after any other change of the top 10
   const CHANGE_MARK_MS = 8_000; // how long ▲/▼/new stay on a row
   const NOTICE_MS = 10_000;
   const ANNOUNCE_MIN_INTERVAL_MS = 5_000; // screen readers hear "Top 10 updated" at most this often
+  const SEASON_RECHECK_MS = 5_000; // a season over by our clock but not yet by the server's: ask again this often
   const SESSION_KEY = "leaderboard.session";
-  const BOARD = "global"; // GET /v1/scores is this board
+  const TOP_SIZE = 10;
+  const DEFAULT_BOARD = "global"; // shown first; its rank messages come on /players/<id>, the others' on .../<board>
+  const ALL_TIME = "all"; // the one season of a board that never resets
   const ANONYMOUS = "anonymous"; // the authorization value of a viewer who is not logged in
+  // Until GET /v1/boards answers (or if it never does), the page shows the board every stack has.
+  const FALLBACK_BOARD = { id: DEFAULT_BOARD, title: "All time", season: ALL_TIME, endsAt: null };
 
   const byId = (id) => document.getElementById(id);
   const ui = {
@@ -35,15 +41,21 @@
     meRank: byId("me-rank"),
     meScore: byId("me-score"),
     meNoScore: byId("me-no-score"),
+    meBoard: byId("me-board"),
     rankNotice: byId("rank-notice"),
     play: byId("play"),
     playResult: byId("play-result"),
     logout: byId("logout"),
     neighbours: byId("neighbours"),
+    tabs: byId("board-tabs"),
+    panel: byId("board-panel"),
+    season: byId("board-season"),
+    countdown: byId("board-countdown"),
     top10: byId("top10"),
     top10Empty: byId("top10-empty"),
     boardStatus: byId("board-status"),
     rowTemplate: byId("row-template"),
+    tabTemplate: byId("tab-template"),
   };
 
   // --- State -----------------------------------------------------------------------------------------------------
@@ -59,8 +71,13 @@
   // (id -> {channel, the id it replaces}).
   const live = { socket: null, acked: false, attempt: 0, openedAt: 0, subscriptions: new Map(), pending: new Map() };
   const liveTimers = { watchdog: 0, renew: 0, retry: 0, reconnect: 0, countdown: 0 };
-  const boardTimers = { marks: 0 };
-  const board = { seq: -Infinity, rankSeq: -Infinity, items: null, byUser: new Map(), marks: new Map(), lastAnnouncedAt: 0 };
+  const boardTimers = { marks: 0, seasonTick: 0 };
+  // The boards (GET /v1/boards, cleaned): their definitions and current seasons, in the API's order.
+  const boards = { list: [FALLBACK_BOARD], loaded: false, loading: null, recheckAt: 0 };
+  // The season on screen, one board's: a new object for each board and season, so that everything ordered by `seq`
+  // (the top 10 and your rank: a new season starts its own seq) starts afresh with it.
+  let board = newBoardState(FALLBACK_BOARD);
+  let lastAnnouncedAt = 0;
   const standing = { inFlight: false, again: null, lastAt: 0, timer: 0, dueAt: 0 };
 
   // --- Config ----------------------------------------------------------------------------------------------------
@@ -250,12 +267,12 @@
     showGame();
     renderBoard(); // your row, marked as yours
     requestStanding();
-    watchOwnChannel();
+    syncSubscriptions(); // your own channel for the board shown
   }
 
   function endSession(message) {
-    unwatchOwnChannel();
     session = null;
+    syncSubscriptions(); // your channel goes; the board stays
     board.rankSeq = -Infinity;
     for (const name of Object.keys(timers)) {
       clearTimeout(timers[name]);
@@ -309,13 +326,14 @@
       if (!session) return; // the refresh token was refused: back at the login form
     }
     requestStanding();
-    watchOwnChannel();
+    syncSubscriptions();
   }
 
   // --- The live connection (AppSync Events) ----------------------------------------------------------------------
-  // One WebSocket for the page's whole life, opened as `anonymous`: anyone may watch the board's channel. Once logged
-  // in, the player's own channel is subscribed on it with their access token. Every subscription is renewed every
-  // 5 minutes (with the current token): the board counts its audience and its watchers that way.
+  // One WebSocket for the page's whole life, opened as `anonymous`: anyone may watch the shown board's channel. Once
+  // logged in, the player's own channel for that board is subscribed on it with their access token; switching boards
+  // swaps both on the same connection. Every subscription is renewed every 5 minutes (with the current token): the
+  // board counts its audience and its watchers that way.
 
   function setConnection(state, seconds) {
     ui.connection.dataset.state = state;
@@ -341,8 +359,14 @@
     return { host: config.liveHost, Authorization: value };
   }
 
-  const boardChannel = () => `/boards/${BOARD}`;
-  const ownChannel = () => (session ? `/players/${session.userId}` : null);
+  const boardChannel = () => `/boards/${board.id}`;
+  // `/players/<id>/global` is refused: the default board's rank messages come on the player's channel itself.
+  function ownChannel() {
+    if (!session) return null;
+    const base = `/players/${session.userId}`;
+    return board.id === DEFAULT_BOARD ? base : `${base}/${board.id}`;
+  }
+  const wantedChannels = () => [boardChannel(), ownChannel()].filter(Boolean);
 
   function connect() {
     clearTimeout(liveTimers.reconnect);
@@ -412,8 +436,8 @@
     live.timeoutMs = timeout > 0 ? timeout : DEFAULT_CONNECTION_TIMEOUT_MS;
     setConnection("live");
     watchConnection();
-    subscribe(boardChannel(), ANONYMOUS);
-    watchOwnChannel();
+    syncSubscriptions();
+    if (!boards.loaded) loadBoards(); // the first attempt failed: the API is likely back with the connection
     loadBoardOverHttp(); // what was published while the page was not connected is not sent again
     clearInterval(liveTimers.renew);
     liveTimers.renew = setInterval(renewSubscriptions, RENEW_SUBSCRIPTIONS_MS);
@@ -425,12 +449,28 @@
     liveTimers.watchdog = setTimeout(() => live.socket && live.socket.close(), live.timeoutMs);
   }
 
-  // A subscription replacing another on the same channel (a renewal) takes over once it is confirmed.
-  function subscribe(channel, value) {
+  // A subscription replacing another on the same channel (a renewal) takes over once it is confirmed. Your own
+  // channel is authorized with your access token, the board's as `anonymous`.
+  function subscribe(channel) {
     if (!live.acked) return;
     const id = newId();
+    const value = channel === ownChannel() ? session.accessToken : ANONYMOUS;
     live.pending.set(id, { channel, replaces: live.subscriptions.get(channel) || null });
     send({ type: "subscribe", id, channel, authorization: authorization(value) });
+  }
+
+  // The subscriptions follow what the page shows: what it no longer shows (another board, a player who logged out) is
+  // unsubscribed, what it shows and has not asked for yet is subscribed.
+  function syncSubscriptions() {
+    if (!live.acked) return;
+    const wanted = wantedChannels();
+    for (const [channel, id] of live.subscriptions) {
+      if (wanted.includes(channel)) continue;
+      live.subscriptions.delete(channel);
+      unsubscribe(id);
+    }
+    const asked = new Set(Array.from(live.pending.values(), (request) => request.channel));
+    for (const channel of wanted) if (!live.subscriptions.has(channel) && !asked.has(channel)) subscribe(channel);
   }
 
   function unsubscribe(id) {
@@ -441,12 +481,11 @@
     const request = live.pending.get(id);
     if (!request) return;
     live.pending.delete(id);
-    if (request.replaces) unsubscribe(request.replaces);
-    if (request.channel.startsWith("/players/") && request.channel !== ownChannel()) {
-      unsubscribe(id); // logged out meanwhile
-      live.subscriptions.delete(request.channel);
+    if (!wantedChannels().includes(request.channel)) {
+      unsubscribe(id); // switched boards or logged out meanwhile (what it replaced went then)
       return;
     }
+    if (request.replaces) unsubscribe(request.replaces);
     live.subscriptions.set(request.channel, id);
   }
 
@@ -457,11 +496,11 @@
     const refused = Array.isArray(errors) && errors.some((error) => error && error.errorType === "UnauthorizedException");
     clearTimeout(liveTimers.retry);
     liveTimers.retry = setTimeout(async () => {
-      if (request.channel === boardChannel()) subscribe(request.channel, ANONYMOUS);
-      else if (request.channel === ownChannel()) {
-        if (refused) await refreshTokens().catch(() => {}); // the token expired on the way
-        watchOwnChannel();
-      }
+      if (refused && request.channel === ownChannel()) await refreshTokens().catch(() => {}); // expired on the way
+      // A refused renewal leaves the old subscription in place: renew it again; a refused first one is missing.
+      const renewal = request.replaces && live.subscriptions.get(request.channel) === request.replaces;
+      if (renewal && wantedChannels().includes(request.channel)) subscribe(request.channel);
+      syncSubscriptions();
     }, SUBSCRIBE_RETRY_MS);
   }
 
@@ -473,28 +512,13 @@
     }
   }
 
+  // Every 5 minutes, and when a new season starts (a subscription of your own channel registers you as a watcher of
+  // the board's current season, and the board counts its audience per season).
   async function renewSubscriptions() {
     if (!live.acked) return;
-    subscribe(boardChannel(), ANONYMOUS);
-    if (session && live.subscriptions.has(ownChannel())) {
-      if (Date.now() >= session.expiresAt - 30_000) await refreshTokens().catch(() => {});
-      if (session) subscribe(ownChannel(), session.accessToken);
-    }
-  }
-
-  function watchOwnChannel() {
-    const channel = ownChannel();
-    if (!channel || !live.acked || live.subscriptions.has(channel)) return;
-    if ([...live.pending.values()].some((request) => request.channel === channel && !request.replaces)) return;
-    subscribe(channel, session.accessToken);
-  }
-
-  function unwatchOwnChannel() {
-    const channel = ownChannel();
-    if (!channel) return;
-    const id = live.subscriptions.get(channel);
-    live.subscriptions.delete(channel);
-    if (id) unsubscribe(id);
+    if (session && Date.now() >= session.expiresAt - 30_000) await refreshTokens().catch(() => {});
+    for (const channel of wantedChannels()) if (live.subscriptions.has(channel)) subscribe(channel);
+    syncSubscriptions(); // and whatever is still missing
   }
 
   // Exponential backoff with "equal jitter": between half and all of min(cap, base * 2^attempt).
@@ -558,10 +582,13 @@
     connect();
   }
 
+  // `seq` orders the messages of one board's season only: a message of another board, or of another season than the
+  // one on screen (the last one's, late; the next one's, early), is dropped. After a reset the page shows the new
+  // season, whose messages then count from their own seq.
   function handleMessage(text) {
     const message = parseObject(text);
-    if (!message) return;
-    if (message.type === "top10" && Array.isArray(message.items) && (message.board ?? BOARD) === BOARD) {
+    if (!message || message.board !== board.id || message.season !== board.season) return;
+    if (message.type === "top10" && Array.isArray(message.items)) {
       if (typeof message.seq === "number") {
         if (message.seq <= board.seq) return; // an older board than the one on screen
         board.seq = message.seq;
@@ -577,6 +604,148 @@
     }
   }
 
+  // --- Boards and seasons ----------------------------------------------------------------------------------------
+  // GET /v1/boards lists the boards and each one's current season; the switcher is built from it. The season shown
+  // counts down to its end (the board's next reset); then the page asks the API again and shows the new season.
+
+  const BOARD_ID = /^[a-z0-9][a-z0-9-]{0,31}$/; // the API's board ids: safe in a path, a channel and an element id
+
+  function newBoardState(definition) {
+    return { ...definition, seq: -Infinity, rankSeq: -Infinity, items: null, byUser: new Map(), marks: new Map() };
+  }
+
+  function cleanBoard(entry) {
+    if (!entry || typeof entry !== "object" || typeof entry.id !== "string" || !BOARD_ID.test(entry.id)) return null;
+    if (typeof entry.season !== "string" || !entry.season) return null;
+    const endsAt = entry.ends_at == null ? null : Date.parse(entry.ends_at);
+    if (Number.isNaN(endsAt)) return null;
+    const title = typeof entry.title === "string" && entry.title ? entry.title : entry.id;
+    return { id: entry.id, title, season: entry.season, endsAt };
+  }
+
+  // One request in flight at a time. On failure the page keeps the boards it has; the next connection, or the next
+  // tick of an ended season, asks again.
+  function loadBoards() {
+    if (!boards.loading) {
+      boards.recheckAt = Date.now() + SEASON_RECHECK_MS;
+      boards.loading = fetchBoards().finally(() => {
+        boards.loading = null;
+      });
+    }
+    return boards.loading;
+  }
+
+  async function fetchBoards() {
+    let answer;
+    try {
+      answer = await request("GET", "/v1/boards");
+    } catch {
+      return;
+    }
+    const list = Array.isArray(answer) ? answer.map(cleanBoard).filter(Boolean) : [];
+    if (!list.length) return;
+    boards.list = list;
+    boards.loaded = true;
+    const shown = list.find((definition) => definition.id === board.id) || list[0];
+    if (shown.id === board.id && shown.season === board.season) {
+      Object.assign(board, shown); // the same season: only its title and end may be new to the page
+      renderSwitcher();
+      renderSeason();
+    } else showBoard(shown); // a new season of the board shown (or the board is gone)
+  }
+
+  // Shows a board's current season: a board picked in the switcher, or the next season of the board shown once its
+  // season is over. Either way it starts afresh (seq, marks) and from HTTP; the live feed follows: another board's
+  // channels replace the old ones, and a new season of the same board renews them, so that you watch the new season.
+  function showBoard(definition) {
+    const sameBoard = definition.id === board.id;
+    board = newBoardState(definition);
+    clearTimeout(boardTimers.marks);
+    ui.top10.dataset.seq = "";
+    ui.rankNotice.hidden = true; // about the board shown before
+    clearStanding();
+    renderSwitcher();
+    renderSeason();
+    renderBoard();
+    if (sameBoard) renewSubscriptions();
+    else syncSubscriptions();
+    loadBoardOverHttp();
+    requestStanding(0);
+  }
+
+  function switchBoard(id) {
+    const definition = boards.list.find((candidate) => candidate.id === id);
+    if (definition && id !== board.id) showBoard(definition);
+  }
+
+  // The switcher: a tab per board (the ARIA tabs pattern: one tab stop, the arrow keys, Home and End move within).
+  function renderSwitcher() {
+    const hadFocus = ui.tabs.contains(document.activeElement);
+    const tabs = boards.list.map((definition) => {
+      const tab = ui.tabTemplate.content.firstElementChild.cloneNode(true);
+      const selected = definition.id === board.id;
+      tab.id = `tab-${definition.id}`;
+      tab.dataset.board = definition.id;
+      tab.textContent = definition.title;
+      tab.setAttribute("aria-selected", String(selected));
+      tab.tabIndex = selected ? 0 : -1;
+      return tab;
+    });
+    ui.tabs.replaceChildren(...tabs);
+    ui.panel.setAttribute("aria-labelledby", `tab-${board.id}`);
+    if (hadFocus) byId(`tab-${board.id}`)?.focus(); // the tabs were rebuilt under the keyboard
+  }
+
+  function onTabClick(event) {
+    const tab = event.target.closest("[role=tab]");
+    if (tab) switchBoard(tab.dataset.board);
+  }
+
+  function onTabKey(event) {
+    const tabs = Array.from(ui.tabs.children);
+    const at = tabs.indexOf(event.target);
+    const next = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: tabs.length - 1 }[event.key];
+    if (at < 0 || next === undefined) return;
+    event.preventDefault();
+    switchBoard(tabs[(next + tabs.length) % tabs.length].dataset.board);
+  }
+
+  function renderSeason() {
+    const allTime = board.season === ALL_TIME;
+    ui.panel.dataset.board = board.id;
+    ui.season.dataset.season = board.season;
+    ui.season.textContent = allTime ? "All time" : `Season ${board.season}`;
+    ui.meBoard.textContent = board.title;
+    ui.meNoScore.textContent = allTime ? "No score yet — play a match!" : "No score yet this season — play a match!";
+    ui.top10Empty.textContent = allTime ? "Nobody has scored yet." : "Nobody has scored yet this season.";
+    tickCountdown();
+  }
+
+  // Every second, for the page's life (and at once when a hidden tab comes back). A board that never resets has no
+  // countdown. At zero the season is over by our clock: the API is asked for the boards until it shows the next
+  // season (our clock may run ahead of the server's), at most every SEASON_RECHECK_MS.
+  function tickCountdown() {
+    ui.countdown.hidden = board.endsAt === null;
+    if (board.endsAt === null) return;
+    const left = Math.max(0, Math.ceil((board.endsAt - Date.now()) / 1000));
+    ui.countdown.dataset.seconds = String(left);
+    if (left > 0) {
+      ui.countdown.textContent = `resets in ${formatDuration(left)}`;
+      return;
+    }
+    ui.countdown.textContent = "new season starting…";
+    if (Date.now() >= boards.recheckAt) loadBoards();
+  }
+
+  // 2d 03:04:05, or 03:04:05 under a day.
+  function formatDuration(seconds) {
+    const days = Math.floor(seconds / 86_400);
+    const clock = [Math.floor(seconds / 3600) % 24, Math.floor(seconds / 60) % 60, seconds % 60]
+      .map((part) => String(part).padStart(2, "0"))
+      .join(":");
+    return days ? `${days}d ${clock}` : clock;
+  }
+
   // --- The board -------------------------------------------------------------------------------------------------
 
   function cleanEntry(entry) {
@@ -587,14 +756,17 @@
     return { user_id: String(entry.user_id), user_name: String(entry.user_name ?? ""), rank, score };
   }
 
-  // The board over HTTP: at start, so the page is useful before (or without) the live feed, and after every
-  // (re)connection, since what was published meanwhile is not sent again. A push that arrives while the request is
-  // on its way is newer: then the answer is dropped.
+  // The board over HTTP: when a board or season is shown, so the page is useful before (or without) the live feed,
+  // and after every (re)connection, since what was published meanwhile is not sent again. The season is named, so
+  // the answer is the one on screen; it is dropped if the page moved to another board or season meanwhile, or if a
+  // push (newer) came first.
   async function loadBoardOverHttp() {
-    const seqBefore = board.seq;
+    const shown = board;
+    const seqBefore = shown.seq;
+    const query = new URLSearchParams({ season: shown.season, limit: String(TOP_SIZE) });
     try {
-      const items = await request("GET", "/v1/scores");
-      if (board.seq === seqBefore && Array.isArray(items)) applyBoard(items);
+      const page = await request("GET", `/v1/boards/${encodeURIComponent(shown.id)}/scores?${query}`);
+      if (board === shown && shown.seq === seqBefore && page && Array.isArray(page.items)) applyBoard(page.items);
     } catch {
       // the next push brings the board as well
     }
@@ -643,13 +815,18 @@
 
   function announce(headline) {
     const now = Date.now();
-    if (now - board.lastAnnouncedAt < ANNOUNCE_MIN_INTERVAL_MS) return;
-    board.lastAnnouncedAt = now;
+    if (now - lastAnnouncedAt < ANNOUNCE_MIN_INTERVAL_MS) return;
+    lastAnnouncedAt = now;
     ui.boardStatus.textContent = `Top 10 updated. ${headline}`.trim();
   }
 
   function renderBoard() {
-    if (board.items === null) return;
+    ui.panel.setAttribute("aria-busy", String(board.items === null));
+    if (board.items === null) {
+      ui.top10.replaceChildren(); // a board just switched to: nothing of the last one stays while it loads
+      ui.top10Empty.hidden = true;
+      return;
+    }
     const now = Date.now();
     for (const [userId, mark] of board.marks) if (mark.until <= now) board.marks.delete(userId);
     renderRows(ui.top10, board.items, "top10-row", board.marks);
@@ -704,13 +881,19 @@
     ui.meNoScore.hidden = true;
   }
 
-  function showNoScore() {
+  // Nothing known yet of your standing on the board shown (you just logged in, or switched boards).
+  function clearStanding() {
     ui.meRank.textContent = "–";
     ui.meScore.textContent = "–";
     delete ui.meRank.dataset.rank;
     delete ui.meScore.dataset.score;
-    ui.meNoScore.hidden = false;
+    ui.meNoScore.hidden = true;
     ui.neighbours.replaceChildren();
+  }
+
+  function showNoScore() {
+    clearStanding();
+    ui.meNoScore.hidden = false;
   }
 
   // Coalesced: one request in flight, and at most one per `interval`. Your own changes (a rank message, your row on
@@ -746,11 +929,15 @@
     });
   }
 
+  // On the season shown; an answer for a board or season no longer shown, or a player no longer logged in, is dropped.
   async function fetchStanding() {
     const current = session;
+    const shown = board;
+    const query = new URLSearchParams({ season: shown.season });
+    const path = `/v1/boards/${encodeURIComponent(shown.id)}/scores/${encodeURIComponent(current.userId)}?${query}`;
     try {
-      const mine = await request("GET", `/v1/scores/${encodeURIComponent(current.userId)}`);
-      if (session !== current || !mine) return;
+      const mine = await request("GET", path);
+      if (session !== current || board !== shown || !mine) return;
       const entry = cleanEntry(mine);
       if (!entry) return;
       ui.meName.textContent = entry.user_name || current.label;
@@ -758,7 +945,7 @@
       const around = Array.isArray(mine.around) ? mine.around.map(cleanEntry).filter(Boolean) : [];
       renderRows(ui.neighbours, around.sort((a, b) => a.rank - b.rank), "neighbour-row", null);
     } catch (error) {
-      if (session === current && error.status === 404) showNoScore();
+      if (session === current && board === shown && error.status === 404) showNoScore(); // none yet this season
       // Other failures keep what is on screen; the next change asks again.
     }
   }
@@ -853,9 +1040,7 @@
     ui.rankNotice.hidden = true;
     ui.playResult.textContent = "";
     delete ui.playResult.dataset.state;
-    ui.meRank.textContent = "–";
-    ui.meScore.textContent = "–";
-    ui.meNoScore.hidden = true;
+    clearStanding();
   }
 
   function showProblem(message) {
@@ -937,6 +1122,8 @@
     byId("show-register").addEventListener("click", () => switchForm(true));
     byId("show-login").addEventListener("click", () => switchForm(false));
     ui.play.addEventListener("click", playMatch);
+    ui.tabs.addEventListener("click", onTabClick);
+    ui.tabs.addEventListener("keydown", onTabKey);
     ui.logout.addEventListener("click", logOut);
     window.addEventListener("offline", goneOffline);
     window.addEventListener("online", backOnline);
@@ -947,6 +1134,7 @@
     // Timers of a hidden tab are throttled: catch up when the player comes back.
     document.addEventListener("visibilitychange", () => {
       if (document.hidden) return;
+      tickCountdown(); // a season may have ended meanwhile
       if (session && Date.now() >= session.refreshDueAt) refreshTokens().catch(() => {});
       if (!live.socket && navigator.onLine && !liveTimers.reconnect) connect();
     });
@@ -957,7 +1145,9 @@
     config = await loadConfig();
     wireEvents();
     document.body.dataset.ready = "true";
-    loadBoardOverHttp();
+    showBoard(FALLBACK_BOARD); // the default board, over HTTP, until the boards are known
+    loadBoards();
+    boardTimers.seasonTick = setInterval(tickCountdown, 1000);
     connect(); // the board is live for anyone, logged in or not
     if (stored) await resumeSession(stored);
     else showAuth("");

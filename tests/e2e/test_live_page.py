@@ -2,7 +2,9 @@
 
 A visitor who is not logged in sees the live top 10; a player logs in through the page; other clients post scores
 through the HTTP API; the page must show the new top 10, the player's own rank and the "someone passed you" notice
-as the live feed (AppSync Events) delivers them, in the same document (no reload). Against the local runtime the
+as the live feed (AppSync Events) delivers them, in the same document (no reload). The board switcher shows each
+board's current season, its countdown to the next reset and its standings, live, and the logged-in player's rank on
+the board shown; when the countdown reaches zero the page moves to the new season. Against the local runtime the
 page is the one its gateway serves; against a deployed stack (API_URL) the test serves web/ itself on the API's
 origin. ``config.json`` is answered by the test with the stack's URLs.
 Screenshots of every step go to artifacts/screenshots/.
@@ -11,14 +13,16 @@ Screenshots of every step go to artifacts/screenshots/.
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Playwright, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Playwright, Route, WebSocket, expect, sync_playwright
 
 from tests.e2e.conftest import LiveFeed
 
@@ -40,7 +44,12 @@ CHROMIUM_FLAGS = [
 PASSWORD = "correct horse battery"
 # A push goes score -> queue -> consumer -> board -> publisher -> fan-out -> socket: seconds at most.
 LIVE_TIMEOUT_MS = 20_000
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True, "has_touch": True}
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+}
 MARKUP_NAME = "<img src=x onerror=alert(1)>"  # must show as text, never become an element
 
 
@@ -90,9 +99,35 @@ class ApiPlayer:
         pytest.fail(f"the board's leader ({total}) is too far ahead for this test's players")
 
 
-def leader_score(api_url: str) -> int:
-    top = requests.get(f"{api_url}/v1/scores", timeout=30).json()
+def leader_score(api_url: str, board: str = "global") -> int:
+    top = requests.get(f"{api_url}/v1/boards/{board}/scores", params={"limit": 1}, timeout=30).json()["items"]
     return int(top[0]["score"]) if top else 0
+
+
+def list_boards(api_url: str) -> dict[str, dict[str, Any]]:
+    """GET /v1/boards, by board id."""
+    answer = requests.get(f"{api_url}/v1/boards", timeout=30)
+    assert answer.status_code == 200, answer.text
+    return {board["id"]: board for board in answer.json()}
+
+
+def standing_on(api_url: str, board: str, user_id: str, score: int) -> dict[str, Any]:
+    """The player's standing on the board's current season, once it shows ``score`` (the consumer is asynchronous)."""
+    deadline = time.monotonic() + LIVE_TIMEOUT_MS / 1000
+    while True:
+        answer = requests.get(f"{api_url}/v1/boards/{board}/scores/{user_id}", timeout=30)
+        if answer.status_code == 200 and answer.json()["score"] == score:
+            return dict(answer.json())
+        assert time.monotonic() < deadline, f"{board}: score {score} not reached: {answer.status_code} {answer.text}"
+        time.sleep(0.2)
+
+
+def seconds_until(moment: str) -> float:
+    return (datetime.fromisoformat(moment) - datetime.now(UTC)).total_seconds()
+
+
+SEASON_ENDS_IN_SECONDS = 20  # the stand-in season's end: time for the page to show it and receive a push first
+COUNTDOWN = re.compile(r"^resets in (?:(\d+)d )?(\d\d):(\d\d):(\d\d)$")
 
 
 # --- The browser ---------------------------------------------------------------------------------------------------
@@ -129,8 +164,23 @@ class PageSession:
         self.prefix = prefix
         self.count = 0
         self.errors: list[str] = []
+        self.sent: list[dict[str, Any]] = []  # every message the page sent on its live connections
+        self.confirmed: set[str] = set()  # the ids of its subscriptions the Event API confirmed
+        self.events: list[dict[str, Any]] = []  # every live message it received
         self.page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
         self.page.on("dialog", lambda dialog: self.errors.append(f"dialog opened: {dialog.message}"))
+        self.page.on("websocket", self._record_frames)
+
+    def _record_frames(self, socket: WebSocket) -> None:
+        socket.on("framesent", lambda payload: self.sent.append(json.loads(payload)))
+        socket.on("framereceived", self._record_received)
+
+    def _record_received(self, payload: str | bytes) -> None:
+        frame = json.loads(payload)
+        if frame.get("type") == "subscribe_success":
+            self.confirmed.add(frame["id"])
+        elif frame.get("type") == "data":
+            self.events.append(json.loads(frame["event"]))
 
     def shot(self, name: str) -> None:
         self.count += 1
@@ -171,6 +221,38 @@ class PageSession:
     def assert_same_document(self) -> None:
         assert self.page.evaluate("window.__sameDocument") == "yes", "the page reloaded"
 
+    def subscription_ids(self, channel: str) -> list[str]:
+        """The ids of the page's subscriptions to ``channel``, oldest first."""
+        return [sent["id"] for sent in self.sent if sent.get("type") == "subscribe" and sent["channel"] == channel]
+
+    def unsubscribed_ids(self) -> set[str]:
+        return {sent["id"] for sent in self.sent if sent.get("type") == "unsubscribe"}
+
+    def wait_confirmed(self, channel: str) -> None:
+        """Wait until the page's subscription to ``channel`` is in place (confirmed, not merely asked for)."""
+        self.wait_until(lambda: bool(self.confirmed.intersection(self.subscription_ids(channel))), f"watched {channel}")
+
+    def wait_until(self, condition: Callable[[], bool], what: str) -> None:
+        """Wait for a condition on the page's live frames (Playwright delivers its events while the page waits)."""
+        for _ in range(LIVE_TIMEOUT_MS // 100):
+            if condition():
+                return
+            self.page.wait_for_timeout(100)
+        sent = [(frame.get("type"), frame.get("channel"), frame.get("id")) for frame in self.sent]  # no tokens
+        pytest.fail(f"the page never {what}; it sent {sent}")
+
+    def show_board(self, board: str) -> None:
+        """Pick a board in the switcher."""
+        self.page.locator(f'[data-testid="board-tab"][data-board="{board}"]').click()
+        expect(self.by("board-panel")).to_have_attribute("data-board", board)
+
+    def countdown_seconds(self) -> int:
+        text = self.by("board-countdown").text_content()
+        match = COUNTDOWN.match(text or "")
+        assert match, f"not a countdown: {text!r}"
+        days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+        return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
     def log_in(self, username: str) -> None:
         self.by("login-username").fill(username)
         self.by("login-password").fill(PASSWORD)
@@ -189,7 +271,13 @@ def open_page(
         name = route.request.url.removeprefix(api_url).split("?", 1)[0].lstrip("/") or "index.html"
         route.fulfill(path=WEB_DIR / name)
 
-    def opener(prefix: str, *, fake_clock: bool = False, **context_options: Any) -> PageSession:
+    def opener(
+        prefix: str,
+        *,
+        fake_clock: bool = False,
+        before_load: Callable[[BrowserContext], None] | None = None,
+        **context_options: Any,
+    ) -> PageSession:
         context = browser.new_context(**context_options)
         config = json.dumps({"apiUrl": api_url, "liveUrl": live.realtime_url, "liveHttpUrl": live.http_url})
         context.route(
@@ -200,6 +288,8 @@ def open_page(
                 context.route(f"{api_url}/{name}", serve_from_disk)
         session = PageSession(context, prefix)
         sessions.append(session)
+        if before_load:
+            before_load(context)
         if fake_clock:
             session.page.clock.install()
         session.page.goto(f"{api_url}/")
@@ -446,3 +536,236 @@ def test_tokens_are_refreshed_before_expiry_and_a_refused_refresh_logs_out(
     expect(page.by("auth-error")).to_contain_text("session has ended")
     expect(page.by("connection-status")).to_have_attribute("data-state", "live")  # the board stays live
     page.shot("refresh-refused")
+
+
+# --- Boards and seasons --------------------------------------------------------------------------------------------
+
+
+def test_the_switcher_lists_the_boards_and_starts_on_all_time(
+    open_page: Callable[..., PageSession], api_url: str
+) -> None:
+    # Given the boards the API lists
+    boards = list_boards(api_url)
+
+    # When a visitor opens the page
+    page = open_page("switcher", viewport={"width": 1280, "height": 900})
+
+    # Then the switcher has a tab per board, in the API's order, with its title, and the all-time board is shown
+    tabs = page.by("board-tab")
+    expect(tabs).to_have_count(len(boards))
+    shown = [(tab.get_attribute("data-board"), tab.text_content()) for tab in tabs.all()]
+    assert shown == [(board["id"], board["title"]) for board in boards.values()]
+    assert {"global": "All time", "weekly": "This week", "daily-best": "Best match today"}.items() <= dict(
+        shown
+    ).items()
+    global_tab = page.page.locator('[data-testid="board-tab"][data-board="global"]')
+    expect(global_tab).to_have_attribute("aria-selected", "true")
+    expect(page.by("board-panel")).to_have_attribute("aria-labelledby", "tab-global")
+    expect(page.by("board-season")).to_have_text("All time")
+    expect(page.by("board-countdown")).to_be_hidden()  # the all-time board never resets
+    page.shot("switcher")
+
+    # When the keyboard moves along the tabs, then the board follows (one tab stop, arrows, Home and End)
+    global_tab.focus()
+    page.page.keyboard.press("ArrowRight")
+    expect(page.by("board-panel")).to_have_attribute("data-board", "weekly")
+    expect(page.page.locator('[data-board="weekly"][role="tab"]')).to_be_focused()
+    expect(page.page.locator('[role="tab"][tabindex="0"]')).to_have_count(1)
+    page.page.keyboard.press("End")
+    expect(page.by("board-panel")).to_have_attribute("data-board", list(boards)[-1])
+    page.page.keyboard.press("Home")
+    expect(page.by("board-panel")).to_have_attribute("data-board", "global")
+    expect(global_tab).to_have_attribute("aria-selected", "true")
+
+
+def test_the_weekly_board_shows_its_season_its_countdown_and_its_standings_live(
+    open_page: Callable[..., PageSession], api_url: str
+) -> None:
+    # Given a player who leads this week's board
+    scorer = ApiPlayer(api_url, "Weekly leader")
+    scorer.climb_above(leader_score(api_url, "weekly"))
+    weekly = list_boards(api_url)["weekly"]
+    page = open_page("weekly", viewport={"width": 1280, "height": 900})
+    expect(page.by("connection-status")).to_have_attribute("data-state", "live", timeout=LIVE_TIMEOUT_MS)
+    page.wait_confirmed("/boards/global")
+    page.mark_document()
+
+    # When a visitor switches to the weekly board
+    page.show_board("weekly")
+
+    # Then the page shows the week's season and a countdown to its end that ticks
+    expect(page.page.locator('[data-testid="board-tab"][data-board="weekly"]')).to_have_attribute(
+        "aria-selected", "true"
+    )
+    expect(page.by("board-season")).to_have_text(f"Season {weekly['season']}")
+    expect(page.by("board-season")).to_have_attribute("data-season", weekly["season"])
+    expect(page.by("board-countdown")).to_have_text(COUNTDOWN)
+    assert abs(page.countdown_seconds() - seconds_until(weekly["ends_at"])) <= 3
+    ticked_from = page.by("board-countdown").text_content()
+    expect(page.by("board-countdown")).not_to_have_text(ticked_from or "", timeout=3_000)
+
+    # ... and the week's standings: the leader first, with their weekly total
+    leader_row = page.row("top10", scorer.user_id)
+    expect(leader_row).to_have_attribute("data-rank", "1", timeout=LIVE_TIMEOUT_MS)
+    expect(leader_row).to_have_attribute("data-score", str(scorer.total), timeout=LIVE_TIMEOUT_MS)
+    page.shot("weekly")
+
+    # ... having moved its live feed: the weekly channel subscribed, the all-time one's subscription ended
+    page.wait_confirmed("/boards/weekly")
+    global_ids = page.subscription_ids("/boards/global")
+    page.wait_until(lambda: set(global_ids) <= page.unsubscribed_ids(), "unsubscribed from /boards/global")
+
+    # When the leader scores again, then the weekly top 10 shows it live (a push: it carries the board's seq)
+    page.record_changes()
+    scorer.play(7)
+    expect(leader_row).to_have_attribute("data-score", str(scorer.total), timeout=LIVE_TIMEOUT_MS)
+    page.expect_change(scorer.user_id, "score")
+    expect(page.by("top10")).not_to_have_attribute("data-seq", "")
+    page.assert_same_document()
+    page.shot("weekly-live")
+
+
+def test_a_logged_in_player_sees_their_rank_on_the_board_shown(
+    open_page: Callable[..., PageSession], api_url: str
+) -> None:
+    # Given a player with no score yet, logged in on the page, who switches to today's best match
+    me = ApiPlayer(api_url)
+    today = list_boards(api_url)["daily-best"]
+    page = open_page("boards-player", viewport={"width": 1280, "height": 900})
+    page.log_in(me.username)
+    page.wait_confirmed(f"/players/{me.user_id}")  # the all-time board's rank channel is the player's own
+    page.show_board("daily-best")
+    expect(page.by("board-season")).to_have_text(f"Season {today['season']}")
+    expect(page.by("board-countdown")).to_have_text(COUNTDOWN)
+    expect(page.by("me-board")).to_have_text("Best match today")
+    expect(page.by("me-no-score")).to_be_visible()  # the API's 404: no score this season
+    expect(page.by("me-no-score")).to_contain_text("this season")
+    # ... whose rank channel for this board replaces the all-time one
+    page.wait_confirmed(f"/players/{me.user_id}/daily-best")
+    all_time_ids = page.subscription_ids(f"/players/{me.user_id}")
+    page.wait_until(lambda: set(all_time_ids) <= page.unsubscribed_ids(), "stopped watching the all-time rank")
+    page.shot("daily-best-no-score")
+
+    # When they play a match of 300 points from another client
+    my_client = ApiPlayer(api_url, username=me.username)
+    my_client.play(300)
+
+    # Then the live rank message of this board puts them on it
+    expect(page.by("rank-notice")).to_have_attribute("data-kind", "entered", timeout=LIVE_TIMEOUT_MS)
+    expect(page.by("me-score")).to_have_attribute("data-score", "300", timeout=LIVE_TIMEOUT_MS)
+    page.shot("daily-best-scored")
+
+    # When they play another of 200 and switch to the weekly board
+    my_client.play(200)
+    week = standing_on(api_url, "weekly", me.user_id, 500)
+    page.show_board("weekly")
+
+    # Then their rank and score there are the week's: the sum
+    expect(page.by("me-board")).to_have_text("This week")
+    expect(page.by("me-score")).to_have_attribute("data-score", "500", timeout=LIVE_TIMEOUT_MS)
+    expect(page.by("me-rank")).to_have_attribute("data-rank", str(week["rank"]), timeout=LIVE_TIMEOUT_MS)
+    page.wait_confirmed(f"/players/{me.user_id}/weekly")
+    page.shot("weekly-standing")
+
+    # When they switch back, then today's best match is the best single match, not the sum, at the API's rank
+    page.show_board("daily-best")
+    best = standing_on(api_url, "daily-best", me.user_id, 300)
+    expect(page.by("me-score")).to_have_attribute("data-score", "300", timeout=LIVE_TIMEOUT_MS)
+    expect(page.by("me-rank")).to_have_attribute("data-rank", str(best["rank"]), timeout=LIVE_TIMEOUT_MS)
+    expect(page.row("neighbours", me.user_id)).to_have_attribute("data-score", "300", timeout=LIVE_TIMEOUT_MS)
+    # ... and the board's top 10 is the API's: everyone's best match
+    top = requests.get(f"{api_url}/v1/boards/daily-best/scores", timeout=30).json()["items"]
+    expect(page.by("top10-row")).to_have_count(len(top))
+    shown = [(row.get_attribute("data-user-id"), row.get_attribute("data-score")) for row in page.by("top10-row").all()]
+    assert shown == [(entry["user_id"], str(entry["score"])) for entry in top]
+    page.shot("daily-best-again")
+
+
+def test_when_the_countdown_reaches_zero_the_page_moves_to_the_new_season(
+    open_page: Callable[..., PageSession], api_url: str
+) -> None:
+    # Given a player who leads this week (so that their scores change its top 10), and a page that GET /v1/boards
+    # first tells the week is last week's, about to end (the API itself answers every later request: this week)
+    me = ApiPlayer(api_url)
+    me.climb_above(leader_score(api_url, "weekly"))
+    standing_on(api_url, "weekly", me.user_id, me.total)
+    boards = list_boards(api_url)
+    this_week = boards["weekly"]
+    year, week, _ = (datetime.fromisoformat(this_week["starts_at"]) - timedelta(days=1)).isocalendar()
+    last_week = f"{year}-W{week:02d}"
+    ending_soon = f"{datetime.now(UTC) + timedelta(seconds=SEASON_ENDS_IN_SECONDS):%Y-%m-%dT%H:%M:%SZ}"
+    answers: list[str] = []
+
+    def stand_in(route: Route) -> None:
+        if answers:
+            answers.append("api")
+            route.continue_()
+            return
+        answers.append("stand-in")
+        weekly = this_week | {"season": last_week, "starts_at": None, "ends_at": ending_soon}
+        stood_in = [weekly if board["id"] == "weekly" else board for board in boards.values()]
+        route.fulfill(content_type="application/json", body=json.dumps(stood_in))
+
+    page = open_page(
+        "new-season",
+        viewport={"width": 1280, "height": 900},
+        before_load=lambda context: context.route(re.compile(r"/v1/boards(\?.*)?$"), stand_in),
+    )
+    page.log_in(me.username)
+    page.show_board("weekly")
+    expect(page.by("board-season")).to_have_attribute("data-season", last_week)
+    expect(page.by("board-countdown")).to_have_text(re.compile(r"^resets in 00:00:\d\d$"))
+    expect(page.by("board-panel")).to_have_attribute("aria-busy", "false")
+    expect(page.row("top10", me.user_id)).to_have_count(0)  # they scored this week, not last week
+    expect(page.by("me-no-score")).to_be_visible()
+    page.shot("last-week")
+    page.wait_confirmed("/boards/weekly")
+    board_renewals = len(page.subscription_ids("/boards/weekly"))
+    own_renewals = len(page.subscription_ids(f"/players/{me.user_id}/weekly"))
+
+    # When they score again while the page still shows last week
+    me.play(5)
+
+    # Then this week's top 10 reaches the page but is not another season's board: last week's stays as it was
+    page.wait_until(
+        lambda: any(
+            (event.get("type"), event.get("board"), event.get("season")) == ("top10", "weekly", this_week["season"])
+            for event in page.events
+        ),
+        "received this week's top 10",
+    )
+    page.page.wait_for_timeout(500)  # the page handles the frame after Playwright reports it
+    expect(page.by("board-season")).to_have_attribute("data-season", last_week)  # (else this proves nothing)
+    expect(page.row("top10", me.user_id)).to_have_count(0)
+    expect(page.by("top10")).to_have_attribute("data-seq", "")
+
+    # When the countdown reaches zero
+    # Then the page asks the API for the boards again and shows this week: its season, its board and their standing
+    reset_timeout_ms = (SEASON_ENDS_IN_SECONDS + 10) * 1000
+    expect(page.by("board-season")).to_have_attribute("data-season", this_week["season"], timeout=reset_timeout_ms)
+    assert answers[:2] == ["stand-in", "api"]
+    expect(page.by("board-countdown")).to_have_text(COUNTDOWN)
+    expect(page.row("top10", me.user_id)).to_have_attribute("data-score", str(me.total), timeout=LIVE_TIMEOUT_MS)
+    expect(page.by("me-score")).to_have_attribute("data-score", str(me.total), timeout=LIVE_TIMEOUT_MS)
+
+    # ... and renews both subscriptions, so that the player watches the new season (the old ones end once renewed)
+    page.wait_until(
+        lambda: (
+            len(page.subscription_ids("/boards/weekly")) > board_renewals
+            and len(page.subscription_ids(f"/players/{me.user_id}/weekly")) > own_renewals
+        ),
+        "renewed its subscriptions for the new season",
+    )
+    replaced = (
+        page.subscription_ids("/boards/weekly")[:-1] + page.subscription_ids(f"/players/{me.user_id}/weekly")[:-1]
+    )
+    page.wait_until(lambda: set(replaced) <= page.unsubscribed_ids(), "ended the subscriptions it renewed")
+
+    # When they score in the new season, then the page applies its live messages (counted by their own seq)
+    page.record_changes()
+    me.play(5)
+    expect(page.row("top10", me.user_id)).to_have_attribute("data-score", str(me.total), timeout=LIVE_TIMEOUT_MS)
+    expect(page.by("me-score")).to_have_attribute("data-score", str(me.total), timeout=LIVE_TIMEOUT_MS)
+    page.expect_change(me.user_id, "score")
+    expect(page.by("top10")).not_to_have_attribute("data-seq", "")
+    page.shot("new-season")
