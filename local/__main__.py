@@ -3,8 +3,9 @@
 Starts moto's server with the template's tables, queues and secrets, the Secrets extension emulator and Redis (all
 empty at each start), then the HTTP API on http://127.0.0.1:3000 (``LOCAL_API_PORT``), the Event API (AppSync
 Events) on ws://127.0.0.1:3001/event/realtime and http://127.0.0.1:3001/event (``LOCAL_EVENT_API_PORT``) when the
-template has one, and the SQS event source mappings (pollers that feed each queue's consumer function). Functions start
-lazily, on their first request or batch. Ctrl-C or SIGTERM closes every WebSocket and stops everything it started.
+template has one, the SQS event source mappings (pollers that feed each queue's consumer function) and the EventBridge
+rules of the ``Schedule`` events (``LOCAL_SCHEDULE_SECONDS_PER_MINUTE`` speeds them up). Functions start lazily, on
+their first request, batch or schedule. Ctrl-C or SIGTERM closes every WebSocket and stops everything it started.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from local.event_api import EventApi, event_api_address, local_urls
 from local.event_sources import EventSourceMappings, SqsClient, poller_count
 from local.gateway import Gateway
 from local.plumbing import LISTEN_BACKLOG
+from local.schedules import (
+    EVENT_TIME_FORMAT,
+    SECONDS_PER_MINUTE,
+    ScheduleClock,
+    ScheduleRunner,
+    Schedules,
+    schedule_seconds_per_minute,
+)
 from local.services import (
     ACCESS_KEY_ID,
     SECRET_ACCESS_KEY,
@@ -58,7 +67,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m local",
         description="Serve template.yaml's stack on this machine, without Docker and without AWS.",
         epilog="Environment: LOCAL_API_PORT (3000), LOCAL_API_HOST (127.0.0.1), LOCAL_EVENT_API_PORT (3001), "
-        "LOCAL_EVENT_API_HOST (127.0.0.1), REDIS_URL (else a Redis of its own), LOCAL_STATE_DIR (.local).",
+        "LOCAL_EVENT_API_HOST (127.0.0.1), REDIS_URL (else a Redis of its own), LOCAL_STATE_DIR (.local), "
+        "LOCAL_SCHEDULE_SECONDS_PER_MINUTE (60: the real seconds a minute of the Schedule events lasts).",
     )
     parser.add_argument("--template", type=Path, default=PROJECT_ROOT / "template.yaml", help="the SAM template")
     parser.add_argument(
@@ -94,7 +104,9 @@ def remove_state(path: Path) -> None:
             path.unlink()
 
 
-def describe(template: Template, endpoints: Endpoints, state_file: Path, redis_started: bool) -> str:
+def describe(
+    template: Template, endpoints: Endpoints, schedules: Schedules, state_file: Path, redis_started: bool
+) -> str:
     """What the runtime serves, for the console."""
     lines = [f"HTTP API     {endpoints.api_url}"]
     routes = template.http_routes()
@@ -112,6 +124,7 @@ def describe(template: Template, endpoints: Endpoints, state_file: Path, redis_s
     if api is not None:
         lines += describe_event_api(api, endpoints)
     lines += describe_queues(template, endpoints)
+    lines += describe_schedules(schedules)
     caches = template.cache_resources()
     lines += [
         f"Redis        {endpoints.redis_url}"
@@ -125,7 +138,8 @@ def describe(template: Template, endpoints: Endpoints, state_file: Path, redis_s
         count = len(template.placeholder_resources())
         lines.append(f"Not local    {count} network resources (VPC, subnets...): placeholder ids; VpcConfig is ignored")
     lines += [
-        f"Functions start on their first request or batch (cold start), up to {MAX_WORKERS_PER_FUNCTION} workers each.",
+        f"Functions start on their first request, batch or schedule (cold start), up to {MAX_WORKERS_PER_FUNCTION} "
+        "workers each.",
         "Ctrl-C to stop.",
     ]
     return "\n".join(lines)
@@ -186,6 +200,33 @@ def describe_event_source(source: SqsEventSource) -> str:
     return text + f", up to {concurrency} batch{'es' if concurrency > 1 else ''} at once)"
 
 
+def describe_schedules(schedules: Schedules) -> list[str]:
+    """Each Schedule event's rule with its function and when it first fires, for the console."""
+    if not schedules.runners:
+        return []
+    clock = schedules.clock
+    header = "Schedules    EventBridge rules, UTC"
+    if clock.sped_up:
+        header += f", sped up: a minute lasts {clock.seconds_per_minute:g} s (LOCAL_SCHEDULE_SECONDS_PER_MINUTE)"
+    width = max(len(runner.rule.schedule.expression) for runner in schedules.runners)
+    return [header] + [
+        f"  {runner.rule.schedule.expression:<{width}}  -> {describe_schedule(runner)}" for runner in schedules.runners
+    ]
+
+
+def describe_schedule(runner: ScheduleRunner) -> str:
+    """One rule's function, event and first firing."""
+    rule = runner.rule
+    text = f"{rule.function_id}  ({rule.event_name}"
+    if rule.input is not None:
+        text += ", constant Input"
+    if not rule.enabled:
+        return text + ", disabled)"
+    if runner.next_moment is None:
+        return text + ", never fires again)"
+    return text + f", first at {runner.next_moment:{EVENT_TIME_FORMAT}})"
+
+
 async def listen(runner: web.AppRunner, host: str, port: int, variable: str) -> None:
     """Start serving ``runner`` on ``host:port``."""
     await runner.setup()
@@ -195,9 +236,11 @@ async def listen(runner: web.AppRunner, host: str, port: int, variable: str) -> 
         raise ServiceError(f"cannot listen on {host}:{port} ({exc.strerror}); set {variable}") from exc
 
 
-async def serve(template: Template, endpoints: Endpoints, host: str, port: int, redis_started: bool) -> None:
+async def serve(
+    template: Template, endpoints: Endpoints, host: str, port: int, redis_started: bool, seconds_per_minute: float
+) -> None:
     """Serve the APIs over the started services until SIGINT, SIGTERM or SIGHUP; then close the WebSockets and stop the
-    pollers and the workers."""
+    pollers, the schedules and the workers."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -215,10 +258,12 @@ async def serve(template: Template, endpoints: Endpoints, host: str, port: int, 
     runner: web.AppRunner | None = None
     live_runner: web.AppRunner | None = None
     mappings: EventSourceMappings | None = None
+    schedules: Schedules | None = None
     try:
         for function_id in template.function_ids():
             workers.pool(function_id)  # resolves every function now, so template errors show at start
         sources = template.sqs_event_sources(endpoints.identities)
+        rules = template.schedule_rules(endpoints.identities)
         gateway = Gateway(
             template.http_routes(),
             template.http_authorizers(endpoints.identities),
@@ -235,10 +280,12 @@ async def serve(template: Template, endpoints: Endpoints, host: str, port: int, 
         sqs = SqsClient(endpoints.aws_endpoint_url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, endpoints.session_token)
         mappings = EventSourceMappings(sources, sqs, workers, say)
         mappings.start()
+        schedules = Schedules(rules, ScheduleClock(seconds_per_minute), workers, say)
+        schedules.start()
         write_state(state_file, endpoints)
-        say(describe(template, endpoints, state_file, redis_started))
+        say(describe(template, endpoints, schedules, state_file, redis_started))
         await stop.wait()
-        say("Stopping: HTTP API, Event API, SQS pollers, workers, Redis, moto...")
+        say("Stopping: HTTP API, Event API, SQS pollers, schedules, workers, Redis, moto...")
     finally:
         remove_state(state_file)
         if runner is not None:
@@ -247,10 +294,12 @@ async def serve(template: Template, endpoints: Endpoints, host: str, port: int, 
             await live_runner.cleanup()  # closes every WebSocket
         if mappings is not None:
             await mappings.stop()
+        if schedules is not None:
+            await schedules.stop()
         await workers.stop()
 
 
-def run(template: Template, host: str, port: int) -> None:
+def run(template: Template, host: str, port: int, seconds_per_minute: float = SECONDS_PER_MINUTE) -> None:
     """Start the services, serve until told to stop, and stop everything that was started."""
     running = read_running_stack(state_dir(template) / "stack.json")
     if running is not None:
@@ -259,7 +308,8 @@ def run(template: Template, host: str, port: int) -> None:
     try:
         # Started from the main thread before any other thread exists, so they die with this process even on kill -9.
         endpoints = services.start()
-        asyncio.run(serve(template, endpoints, host, port, "redis" in services.child_pids()))
+        redis_started = "redis" in services.child_pids()
+        asyncio.run(serve(template, endpoints, host, port, redis_started, seconds_per_minute))
     finally:
         services.stop()
     say("Stopped.")
@@ -271,9 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     host = os.environ.get("LOCAL_API_HOST", "127.0.0.1")
     port = int(os.environ.get("LOCAL_API_PORT", DEFAULT_API_PORT))
     try:
+        seconds_per_minute = schedule_seconds_per_minute()
         template = Template(arguments.template, parameter_overrides(arguments.parameter_overrides))
         say(f"Local runtime for {template.path.name}: moto, Redis and every function on this machine (no Docker).")
-        run(template, host, port)
+        run(template, host, port, seconds_per_minute)
     except (TemplateError, ServiceError) as exc:
         print(f"local: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -1,6 +1,6 @@
 """The resource models the local runtime works with: frozen specs of what template.yaml declares, read and resolved by
-``local.template`` (functions, HTTP routes and authorizers, queues, SQS event sources, the Event API), and the physical
-identities (``Ref`` / ``Fn::GetAtt``) of the resources once they exist.
+``local.template`` (functions, HTTP routes and authorizers, queues, SQS event sources, schedules, the Event API), and
+the physical identities (``Ref`` / ``Fn::GetAtt``) of the resources once they exist.
 
 Nothing here reads a template or runs anything: these are plain values, so the gateways, the pollers, the workers and
 the tests can build them by hand.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from local.schedule_expressions import Schedule
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,20 @@ class SqsEventSource:
     report_batch_item_failures: bool
     maximum_concurrency: int | None = None
     enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ScheduleRule:
+    """A ``Schedule`` event of a function: the EventBridge rule SAM creates for it, which invokes the function."""
+
+    function_id: str
+    event_name: str
+    schedule: Schedule
+    name: str
+    arn: str
+    enabled: bool = True
+    # The rule's constant ``Input`` (JSON text): what the function gets instead of the scheduled event.
+    input: str | None = None
 
 
 # --- AppSync Events ---

@@ -3,10 +3,11 @@
 The loader understands the short intrinsic tags (``!Ref``, ``!Sub``...), the resolver evaluates the intrinsics
 against parameter defaults, conditions, mappings, pseudo parameters and the physical identities of the resources,
 and the ``Template`` class turns the result into the plain specs of ``local.specs``: functions with their merged
-Globals, HTTP routes, authorizers, queues, the SQS event sources that feed functions, and the Event API (AWS AppSync
-Events: the ``AWS::AppSync::Api``, its channel namespaces, their DIRECT Lambda handlers through data sources, the Lambda
-authorizer). Resources with no meaning on one machine (VPC, subnets, security groups, ElastiCache, IAM roles, Lambda
-permissions...) get placeholder identities so the intrinsics naming them resolve.
+Globals, HTTP routes, authorizers, queues, the SQS event sources that feed functions, the EventBridge rules of their
+``Schedule`` events, and the Event API (AWS AppSync Events: the ``AWS::AppSync::Api``, its channel namespaces, their
+DIRECT Lambda handlers through data sources, the Lambda authorizer). Resources with no meaning on one machine (VPC,
+subnets, security groups, ElastiCache, IAM roles, Lambda permissions...) get placeholder identities so the intrinsics
+naming them resolve.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from local.schedule_expressions import ScheduleExpressionError, parse_schedule
 from local.specs import (
     AWS_IAM,
     AWS_LAMBDA,
@@ -34,6 +36,7 @@ from local.specs import (
     HttpRoute,
     LambdaAuthorizer,
     QueueSpec,
+    ScheduleRule,
     SqsEventSource,
 )
 from local.specs import ResourceIdentity as ResourceIdentity  # re-exported: Template takes and returns identities
@@ -631,6 +634,38 @@ class Template:
                 )
         return sources
 
+    # Schedules --------------------------------------------------------------------------------------------------------
+
+    def schedule_rules(self, identities: Mapping[str, ResourceIdentity]) -> list[ScheduleRule]:
+        """Every ``Schedule`` event of every function: the EventBridge rule SAM would create, named as CloudFormation
+        names it (``Name``, else the stack name and SAM's logical id of the rule, ``<Function><Event>``)."""
+        resolver = self.resolver(identities)
+        rules: list[ScheduleRule] = []
+        for function_id in self.function_ids():
+            events = self.function_properties(function_id).get("Events") or {}
+            for event_name, event in events.items():
+                if event.get("Type") != "Schedule":
+                    continue
+                where = f"{function_id}.{event_name}"
+                props = resolver.resolve(event.get("Properties") or {})
+                try:
+                    schedule = parse_schedule(str(props.get("Schedule", "")))
+                except ScheduleExpressionError as exc:
+                    raise TemplateError(f"{where}: {exc}") from exc
+                name = str(props.get("Name") or physical_name(f"{function_id}{event_name}"))
+                rules.append(
+                    ScheduleRule(
+                        function_id=function_id,
+                        event_name=event_name,
+                        schedule=schedule,
+                        name=name,
+                        arn=f"arn:{PARTITION}:events:{REGION}:{ACCOUNT_ID}:rule/{name}",
+                        enabled=_rule_enabled(props, where),
+                        input=_rule_input(props.get("Input"), where),
+                    )
+                )
+        return rules
+
     # HTTP API ---------------------------------------------------------------------------------------------------------
 
     def http_routes(self) -> list[HttpRoute]:
@@ -859,6 +894,32 @@ def redrive_policy(value: Any, where: str) -> dict[str, Any] | None:
     if not isinstance(policy, dict) or not {"deadLetterTargetArn", "maxReceiveCount"} <= set(policy):
         raise TemplateError(f"{where}: RedrivePolicy needs deadLetterTargetArn and maxReceiveCount")
     return policy
+
+
+# The states of an EventBridge rule (ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS is enabled, for more events).
+RULE_STATES = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
+
+
+def _rule_enabled(props: Mapping[str, Any], where: str) -> bool:
+    # SAM takes Enabled (a boolean) or State, not both.
+    if "Enabled" in props and "State" in props:
+        raise TemplateError(f"{where}: a Schedule takes Enabled or State, not both")
+    if "State" not in props:
+        return _boolean_property(props.get("Enabled", True))
+    if props["State"] not in RULE_STATES:
+        raise TemplateError(f"{where}: State must be one of {', '.join(RULE_STATES)}")
+    return bool(props["State"] != "DISABLED")
+
+
+def _rule_input(value: Any, where: str) -> str | None:
+    # EventBridge's constant input is JSON text; the function gets it in place of the scheduled event.
+    if value is None:
+        return None
+    try:
+        json.loads(str(value))
+    except ValueError as exc:
+        raise TemplateError(f"{where}: Input must be JSON text ({exc})") from exc
+    return str(value)
 
 
 def _boolean_property(value: Any) -> bool:

@@ -145,6 +145,10 @@ class Worker:
             raise _WorkerInitError(
                 FunctionError("Runtime.InitTimeout", f"init did not finish in {INIT_TIMEOUT_SECONDS:.0f} s")
             ) from None
+        except asyncio.CancelledError:
+            # Nobody waits for this cold start any more (shutdown): no pool knows the worker yet, so it goes now.
+            await worker.kill()
+            raise
         if message is None or "ready" not in message:
             await worker.stop()
             details = (message or {}).get("init_error") or {}

@@ -1,7 +1,9 @@
 """Worker processes run handlers the way Lambda does: warm, isolated, one event at a time, killed on timeout."""
 
 import asyncio
+import contextlib
 import json
+import os
 import textwrap
 import time
 from collections.abc import Awaitable, Callable
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from local.processes import descendants, pid_alive
 from local.services import Endpoints
 from local.specs import FunctionSpec, ResourceIdentity
 from local.workers import FunctionPool, Invocation, lambda_environment
@@ -226,6 +229,25 @@ def test_busy_workers_make_more_workers_up_to_the_cap(tmp_path: Path) -> None:
     assert len({invocation.result["pid"] for invocation in invocations}) == 2
     # Two at a time: about two rounds of one second, not four (one worker) nor one (no cap).
     assert 2 <= elapsed < 3.5
+
+
+def test_a_cold_start_nobody_waits_for_any_more_leaves_no_process_behind(tmp_path: Path) -> None:
+    spec = function_spec(tmp_path, handler="slow_init.lambda_handler")
+    (spec.code_dir / "slow_init.py").write_text("import time\n\ntime.sleep(30)\nlambda_handler = print\n")
+
+    async def cancel_during_init(pool: FunctionPool) -> set[int]:
+        invoking = asyncio.create_task(pool.invoke({}))
+        await asyncio.sleep(0.5)
+        starting = descendants(os.getpid())
+        invoking.cancel()  # Ctrl-C while a schedule or a poller waits for this cold start
+        with contextlib.suppress(asyncio.CancelledError):
+            await invoking
+        return starting
+
+    starting = with_pool(spec, Console(), cancel_during_init)
+
+    assert starting  # the worker was importing its handler
+    assert [pid for pid in starting if pid_alive(pid)] == []
 
 
 @pytest.mark.parametrize(

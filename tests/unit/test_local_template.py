@@ -3,10 +3,12 @@
 import json
 import re
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from local.schedule_expressions import CronSchedule, RateSchedule
 from local.specs import ChannelHandler, ChannelNamespaceSpec, EventAuthorizer, ResourceIdentity
 from local.template import (
     Resolver,
@@ -363,6 +365,93 @@ def test_an_sqs_event_lambda_would_refuse_is_a_clear_error(
 
     with pytest.raises(TemplateError, match=message):
         template.sqs_event_sources(identities_of(template, fifo=fifo))
+
+
+# --- Schedule events ---
+
+
+def test_the_schedules_of_template_yaml_are_the_eventbridge_rules_sam_would_create(
+    template: Template, with_queues: dict[str, ResourceIdentity]
+) -> None:
+    rules = {rule.event_name: rule for rule in template.schedule_rules(with_queues)}
+
+    assert set(rules) == {"SafetyNet", "AfterReset"}
+    safety_net, after_reset = rules["SafetyNet"], rules["AfterReset"]
+    assert safety_net.function_id == "PublishBoardFunction"
+    assert safety_net.schedule == RateSchedule("rate(1 minute)", timedelta(minutes=1))
+    assert after_reset.function_id == "RollOverSeasonsFunction"
+    assert after_reset.schedule == RateSchedule("rate(15 minutes)", timedelta(minutes=15))
+    # Named as CloudFormation names SAM's rule (logical id <Function><Event>), like the sample event's.
+    assert safety_net.name == "leaderboard-local-PublishBoardFunctionSafetyNet"
+    assert safety_net.arn == f"arn:aws:events:us-east-1:123456789012:rule/{safety_net.name}"
+    assert all(rule.enabled and rule.input is None for rule in rules.values())
+
+
+def schedule_template(tmp_path: Path, *events: str) -> Template:
+    path = tmp_path / "template.yaml"
+    lines = "\n".join(
+        f"                E{number}: {{Type: Schedule, Properties: {event}}}" for number, event in enumerate(events)
+    )
+    path.write_text(
+        f"""
+        Parameters:
+          Every: {{Type: String, Default: "rate(5 minutes)"}}
+        Resources:
+          Job:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: code/
+              Handler: app.handler
+              Runtime: python3.13
+              Events:
+{lines}
+        """
+    )
+    return Template(path)
+
+
+def test_a_schedule_reads_cron_name_enabled_state_and_input(tmp_path: Path) -> None:
+    template = schedule_template(
+        tmp_path,
+        "{Schedule: !Ref Every}",
+        "{Schedule: 'cron(0 12 ? * MON-FRI *)', Name: noon, Enabled: false}",
+        "{Schedule: rate(1 hour), State: DISABLED}",
+        '{Schedule: rate(1 day), State: ENABLED, Input: \'{"board": "weekly"}\'}',
+        "{Schedule: rate(1 day), Enabled: 'true'}",
+    )
+
+    rules = template.schedule_rules(template.default_identities())
+
+    assert [rule.schedule.expression for rule in rules] == [
+        "rate(5 minutes)",
+        "cron(0 12 ? * MON-FRI *)",
+        "rate(1 hour)",
+        "rate(1 day)",
+        "rate(1 day)",
+    ]
+    assert isinstance(rules[1].schedule, CronSchedule)
+    assert [rule.enabled for rule in rules] == [True, False, False, True, True]
+    assert rules[0].name == "leaderboard-local-JobE0"
+    assert rules[1].arn == "arn:aws:events:us-east-1:123456789012:rule/noon"
+    assert [rule.input for rule in rules] == [None, None, None, '{"board": "weekly"}', None]
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ("{Schedule: rate(5 minute)}", "Job.E0: 'rate\\(5 minute\\)': the unit is singular for 1 and plural"),
+        ("{Schedule: 'cron(0 12 * * * *)'}", "Job.E0: .* one of Day-of-month and Day-of-week must be"),
+        ("{Description: no schedule}", "Job.E0: '' is neither rate"),
+        ("{Schedule: rate(1 day), Enabled: false, State: DISABLED}", "Enabled or State, not both"),
+        ("{Schedule: rate(1 day), State: PAUSED}", "State must be one of ENABLED, DISABLED"),
+        ("{Schedule: rate(1 day), Input: not json}", "Input must be JSON text"),
+    ],
+)
+def test_a_schedule_eventbridge_would_refuse_is_a_clear_error(tmp_path: Path, event: str, message: str) -> None:
+    template = schedule_template(tmp_path, event)
+
+    with pytest.raises(TemplateError, match=message):
+        template.schedule_rules(template.default_identities())
 
 
 # --- AppSync Events ---
