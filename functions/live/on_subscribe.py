@@ -18,8 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leaderboard import live
 from leaderboard.board import Board, BoardUnavailable, open_board
-from leaderboard.game import game
-from leaderboard.messages import PLAYERS_OWN_BOARD
+from leaderboard.game import ALL_TIME_BOARD, game
 
 logger = Logger()
 app = AppSyncEventsResolver()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ untyped
@@ -47,8 +46,8 @@ def watch_own_standing() -> None:
     caller = (app.current_event.get("identity") or {}).get("handlerContext") or {}
     if len(segments) not in (2, 3) or not caller.get("user_id") or segments[1] != caller["user_id"]:
         raise UnauthorizedException("only a player may subscribe to their own channel")
-    board_id = segments[2] if len(segments) == 3 else PLAYERS_OWN_BOARD
-    the_board = _current(board_id) if board_id != PLAYERS_OWN_BOARD or len(segments) == 2 else None
+    board_id = segments[2] if len(segments) == 3 else ALL_TIME_BOARD
+    the_board = _current(board_id) if board_id != ALL_TIME_BOARD or len(segments) == 2 else None
     if the_board is None:
         raise UnknownChannel("no such board")
     try:

@@ -3,7 +3,7 @@ leaderboard/live.py): it builds the events and queues them on LiveEventsQueue fo
 
 Woken by BoardChangesQueue (a wake-up names the board's season and carries its publishing lease; one publisher holds
 it at a time), and once a minute by a schedule, the safety net for a wake-up that was lost: it looks at the current
-season of every board."""
+season of every board and wakes a publisher for each one left behind."""
 
 import time
 from dataclasses import asdict
@@ -21,13 +21,11 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
-    if "Records" not in event:  # the schedule
+    if "Records" not in event:  # the schedule: a wake-up for each board left behind, each its own invocation
         now_ms = int(time.time() * 1000)
         for shown in game().boards.values():
-            published = live.publish_if_behind(
-                open_board(shown, shown.season_at(now_ms)), context.get_remaining_time_in_millis
-            )
-            logger.info("safety net", extra={"board": shown.id, **asdict(published)})
+            if live.wake_if_behind(open_board(shown, shown.season_at(now_ms))):
+                logger.info("safety net: a board left behind", extra={"board": shown.id})
         return
     for record in event["Records"]:  # BatchSize 1: one wake-up, one lease
         wake_up = live.WakeUp.of(record["body"])

@@ -2,7 +2,8 @@
 
 The ledger in DynamoDB is written first. Redis down: the batch then fails (within a second) and SQS delivers it again;
 the redelivered scores are already counted and only go to the boards. A message that can never be applied fails alone
-(partial batch response) and reaches the dead-letter queue after its last receive.
+(partial batch response) and reaches the dead-letter queue after its last receive; so do a player's messages when
+their write fails (throttled, or changed by others too often), while the rest of the batch is applied.
 """
 
 import time
@@ -31,6 +32,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     failed += committed.poison
     if failed:
         logger.warning("messages that can never be applied", extra={"message_ids": failed})
+    failed += committed.failed  # delivered again: their players' writes failed this time
     scores.update_boards(committed.points, now_ms)
     logger.info("batch applied", extra={"records": len(event["Records"]), "seasons": len(committed.points)})
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -7,6 +7,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leaderboard import http
+from leaderboard.game import ALL_TIME_BOARD
 from leaderboard.problems import NotFound
 from leaderboard.standings import season_standings
 
@@ -17,7 +18,7 @@ logger = Logger()
 @http.endpoint
 def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
     user_id = (event.get("pathParameters") or {}).get("user_id", "")
-    found = season_standings("global", None, int(time.time() * 1000)).standing(user_id)
+    found = season_standings(ALL_TIME_BOARD, None, int(time.time() * 1000)).standing(user_id)
     if found is None:
         raise NotFound("This player has no score yet.")
     standing, around = found

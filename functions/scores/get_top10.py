@@ -7,6 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leaderboard import http
 from leaderboard.board import TOP
+from leaderboard.game import ALL_TIME_BOARD
 from leaderboard.standings import season_standings
 
 logger = Logger()
@@ -15,5 +16,5 @@ logger = Logger()
 @logger.inject_lambda_context
 @http.endpoint
 def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
-    current = season_standings("global", None, int(time.time() * 1000))
+    current = season_standings(ALL_TIME_BOARD, None, int(time.time() * 1000))
     return http.json_response(200, [standing.body() for standing in current.page(0, TOP)])

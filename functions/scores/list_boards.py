@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leaderboard import http
 from leaderboard.game import game
+from leaderboard.standings import query
 
 logger = Logger()
 
@@ -15,5 +16,6 @@ logger = Logger()
 @logger.inject_lambda_context
 @http.endpoint
 def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
+    query(event.get("queryStringParameters"), ())
     now_ms = int(time.time() * 1000)
     return http.json_response(200, [definition.body(now_ms) for definition in game().boards.values()])

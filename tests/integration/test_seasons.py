@@ -12,9 +12,10 @@ from unittest import mock
 
 import pytest
 import redis
+from botocore.exceptions import ClientError
 
 from functions.scores import get_board_scores, get_board_standing, list_boards, rebuild_board, roll_over_seasons
-from leaderboard import aws
+from leaderboard import aws, scores
 from leaderboard.game import game as game_definitions
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import REDIS_URL, Game
@@ -201,6 +202,9 @@ def test_a_seasons_keys_expire_when_its_readable_days_are_over_and_all_time_neve
     game.score(ann, 10)
     game.drain()
     client = redis.Redis.from_url(REDIS_URL)
+    weekly = game.board("weekly")
+    weekly.watch(ann.user_id)  # the watcher registry, and a publishing cycle interrupted before it finished:
+    assert weekly.rank_changes(client.get(weekly.keys["publishing"]).decode(), limit=10).changes  # notified_next
     prefix = os.environ["REDIS_KEY_PREFIX"]
 
     def expiries(tag: str) -> set[int]:
@@ -293,3 +297,98 @@ def test_players_beyond_the_first_page_are_reached_with_offset(game: Game, clock
         (players[10].user_id, 11),
         (players[11].user_id, 12),
     ]
+
+
+def test_a_consumer_that_read_a_player_before_another_applied_their_scores_retries_and_counts_each_once(
+    game: Game, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann = game.player("ann")
+    game.score(ann, 10)
+    game.score(ann, 20)
+    first, second = sorted(game.receive(), key=lambda message: json.loads(message["Body"])["accepted_at_ms"])
+    stale = scores._read_batch([ann.user_id], [json.loads(first["Body"])["action_id"]])  # both still pending
+    game.deliver([second])  # another consumer applies the 20 meanwhile
+
+    monkeypatch.setattr(scores, "_read_batch", lambda players, actions: stale)
+    committed = scores.commit({"m1": scores.parse_message(first["Body"])}, clock.now_ms)
+
+    assert (committed.poison, committed.failed) == ([], [])
+    assert ledger(game, ann.user_id)["global/all"][0] == 30  # the 20 once, the 10 once
+
+
+def test_a_player_whose_write_fails_waits_alone_and_the_rest_of_the_batch_is_applied(
+    game: Game, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann, bob = game.player("ann"), game.player("bob")
+    game.score(ann, 10)
+    game.score(bob, 20)
+    messages = game.receive(visibility_timeout=0)
+    real_update = aws.dynamodb().update_item
+
+    def throttled_for_ann(**kwargs: Any) -> Any:
+        if kwargs["Key"]["user_id"]["S"] == ann.user_id:
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+            raise ClientError(error, "UpdateItem")
+        return real_update(**kwargs)
+
+    with mock.patch.object(aws.dynamodb(), "update_item", throttled_for_ann):
+        result = game.deliver(messages)
+
+    ann_message = next(m["MessageId"] for m in messages if json.loads(m["Body"])["user_id"] == ann.user_id)
+    assert result["batchItemFailures"] == [{"itemIdentifier": ann_message}]
+    assert points("global") == {bob.user_id: 20}
+    game.drain()  # delivered again
+    assert points("global") == {bob.user_id: 20, ann.user_id: 10}
+
+
+@pytest.mark.parametrize("field", ["action_id", "user_id"])
+def test_a_message_with_an_empty_id_is_poison_and_fails_alone(game: Game, clock: Clock, field: str) -> None:
+    ann = game.player("ann")
+    game.score(ann, 10)
+    good = game.receive(visibility_timeout=0)
+    body = json.loads(good[0]["Body"]) | {field: ""}
+    game.stack.sqs.send_message(QueueUrl=game.queue_url, MessageBody=json.dumps(body))
+
+    result = game.deliver(good + game.receive(visibility_timeout=0))
+
+    assert len(result["batchItemFailures"]) == 1
+    assert points("global") == {ann.user_id: 10}
+
+
+def test_a_season_redis_lost_never_overwrites_its_archive(game: Game, clock: Clock) -> None:
+    ann, bob, cid = game.player("ann"), game.player("bob"), game.player("cid")
+    game.score(ann, 30)
+    game.score(bob, 20)
+    game.drain()
+    clock.set("2026-12-06T23:59:59.999Z")
+    game.score(cid, 5)  # accepted before the reset, applied after Redis came back empty
+    clock.set("2026-12-07T00:15:00Z")
+    roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(*client.scan_iter(match=f"{os.environ['REDIS_KEY_PREFIX']}:*"))
+    game.drain()
+
+    again = roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
+
+    assert "weekly/2026-W49" not in again["archived"]  # one player where the archive has two
+    rebuild_board.lambda_handler({"board": "weekly", "season": "2026-W49"}, FakeLambdaContext())
+    assert "weekly/2026-W49" in roll_over_seasons.lambda_handler({}, FakeLambdaContext())["archived"]
+    clock.set("2027-02-01T00:00:00Z")
+    assert points("weekly", season="2026-W49") == {ann.user_id: 30, bob.user_id: 20, cid.user_id: 5}
+
+
+def test_a_score_feeding_three_boards_wakes_their_publishers_in_one_request(game: Game, clock: Clock) -> None:
+    game.score(game.player("ann"), 10)
+    requests: list[str] = []
+    real_send = aws.sqs().send_message_batch
+
+    def counted(**kwargs: Any) -> Any:
+        requests.append(kwargs["QueueUrl"])
+        return real_send(**kwargs)
+
+    with mock.patch.object(aws.sqs(), "send_message_batch", counted):
+        game.drain()
+
+    assert requests == [game.stack.physical_id("BoardChangesQueue")]
+    woken = game.stack.sqs.receive_message(QueueUrl=requests[0], MaxNumberOfMessages=10)["Messages"]
+    assert sorted(json.loads(message["Body"])["board"] for message in woken) == sorted(game_definitions().boards)

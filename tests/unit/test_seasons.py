@@ -90,6 +90,10 @@ def test_all_time_has_no_season_before_it() -> None:
         ("monthly", "2026-12-01"),  # a day, not a month
         ("none", "2026"),
         ("weekly", "all"),
+        ("daily", "9999-12-31"),  # would end after the last date Python (and anyone) can name
+        ("weekly", "9999-W52"),
+        ("monthly", "9999-12"),
+        ("daily", "0000-01-01"),
     ],
 )
 def test_a_name_that_is_not_one_of_the_periods_seasons_names_none(reset: str, name: str) -> None:
@@ -154,7 +158,10 @@ def test_the_boards_api_body_gives_the_current_season_and_the_next_reset() -> No
         (lambda g: g["boards"][1].update(reset="hourly"), "reset"),
         (lambda g: g["boards"][1].update(aggregate="max"), "aggregate"),
         (lambda g: g["boards"][1].update(id="Weekly Board"), "board id"),
-        (lambda g: g["boards"][1].update(readable_days=-1), "readable_days"),
+        (lambda g: g["boards"][1].update(readable_days=0), "readable_days"),
+        (lambda g: g["boards"][1].pop("readable_days"), "readable_days"),
+        (lambda g: g["boards"].pop(0), "'global' that never resets is required"),
+        (lambda g: g["boards"][0].update(reset="daily", readable_days=1), "'global' that never resets is required"),
         (lambda g: g.pop("action_types"), "not a valid game definition"),
         (lambda g: g["action_types"].pop("match"), "default action type"),
     ],

@@ -3,7 +3,9 @@
 A season's keys leave Redis on their own once its readable days are over (board.py); before that, a scheduled
 function (RollOverSeasonsFunction) copies its top 100 here. It runs every few minutes and copies a season again
 whenever its version rose since (a score accepted before the reset and applied after it), so the archive ends up
-with the season's last word; a season Redis no longer holds (restarted empty, not rebuilt yet) never overwrites one.
+with the season's last word. A season's players only ever grow in number, so a copy with fewer players than the
+archive's is a season Redis lost (restarted empty, not rebuilt yet: a late score alone raised its version) and never
+overwrites it.
 """
 
 import json
@@ -33,13 +35,13 @@ def archive_ended_seasons(now_ms: int) -> list[str]:
     for definition in game().boards.values():
         for season in ended_seasons(definition, now_ms):
             board = open_board(definition, season)
-            seq = board.snapshot().seq
-            if seq and _archive(definition.id, season.name, seq, board.page(0, ARCHIVED_TOP)):
+            seq, players = board.snapshot().seq, board.size()
+            if seq and _archive(definition.id, season.name, seq, players, board.page(0, ARCHIVED_TOP)):
                 archived.append(f"{definition.id}/{season.name}")
     return archived
 
 
-def _archive(board_id: str, season: str, seq: int, top: list[Standing]) -> bool:
+def _archive(board_id: str, season: str, seq: int, players: int, top: list[Standing]) -> bool:
     client = dynamodb()
     try:
         client.put_item(
@@ -48,13 +50,14 @@ def _archive(board_id: str, season: str, seq: int, top: list[Standing]) -> bool:
                 "board": {"S": board_id},
                 "season": {"S": season},
                 "seq": {"N": str(seq)},
+                "players": {"N": str(players)},
                 "top": {"S": json.dumps([standing.body() for standing in top], separators=(",", ":"))},
             },
-            ConditionExpression="attribute_not_exists(seq) OR seq < :seq",
-            ExpressionAttributeValues={":seq": {"N": str(seq)}},
+            ConditionExpression="attribute_not_exists(seq) OR (seq < :seq AND players <= :players)",
+            ExpressionAttributeValues={":seq": {"N": str(seq)}, ":players": {"N": str(players)}},
         )
     except client.exceptions.ConditionalCheckFailedException:
-        return False  # archived already at this version
+        return False  # archived already at this version, or Redis lost the season
     return True
 
 

@@ -66,15 +66,20 @@ _KEY_NAMES = (
 # Every script starts by naming its keys (the players' hashes it is given come after them, see `players_key`) and
 # taking off its first argument, the moment its keys expire (0: never): the ARGV each script lists come after it.
 _HEADER = f"""local {", ".join(_KEY_NAMES)} = unpack(KEYS)
-local FIXED_KEYS = {len(_KEY_NAMES)}
+local TOP, MOMENT_BYTES = {TOP}, {_MOMENT_BYTES}
 local expire_at = tonumber(table.remove(ARGV, 1))
+local function players_hash(n) return KEYS[{len(_KEY_NAMES)} + n] end  -- the n-th players' hash the call was given
+local function member_of(user, found)  -- the ranking member of a player, from their entry in a players' hash
+  return string.sub(found, 1, MOMENT_BYTES) .. user .. ':' .. string.sub(found, MOMENT_BYTES + 1)
+end
+local function top() return redis.call('ZREVRANGE', ranking, 0, TOP - 1, 'WITHSCORES') end
 local function expire(key) if expire_at > 0 then redis.call('PEXPIREAT', key, expire_at) end end
 local function set(key, value)
   if expire_at > 0 then redis.call('SET', key, value, 'PXAT', expire_at) else redis.call('SET', key, value) end
 end
 local function moment_rank(member)  -- the member's first 6 bytes as a number: higher = reached earlier
   local rank = 0
-  for _, byte in ipairs({{string.byte(member, 1, {_MOMENT_BYTES})}}) do rank = rank * 256 + byte end
+  for _, byte in ipairs({{string.byte(member, 1, MOMENT_BYTES)}}) do rank = rank * 256 + byte end
   return rank
 end
 """
@@ -93,16 +98,16 @@ end
 # publishing lease}.
 _SET_TOTALS = """
 local applied = 0
-local top_before = redis.call('ZREVRANGE', ranking, 0, 9, 'WITHSCORES')
+local top_before = top()
 local player = 0
 for i = 5, #ARGV, 4 do
   player = player + 1
-  local players, user, points, name = KEYS[FIXED_KEYS + player], ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 3]
+  local players, user, points, name = players_hash(player), ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 3]
   local member = ARGV[i + 2] .. user .. ':' .. name
   local found = redis.call('HGET', players, user)
   local up = true
   if found then
-    local held = string.sub(found, 1, 6) .. user .. ':' .. string.sub(found, 7)
+    local held = member_of(user, found)
     local held_points = tonumber(redis.call('ZSCORE', ranking, held))
     if held_points then
       up = points > held_points or (points == held_points and moment_rank(member) > moment_rank(held))
@@ -112,7 +117,7 @@ for i = 5, #ARGV, 4 do
   if up then
     redis.call('ZADD', ranking, points, member)
     redis.call('HSET', players, user, ARGV[i + 2] .. name)
-    if not found then expire(players) end
+    expire(players)
     if redis.call('ZSCORE', watchers, user) then
       redis.call('HSET', watching, user, member)
       expire(watching)
@@ -124,7 +129,7 @@ if applied == 0 then return {0, 0} end
 expire(ranking)
 local new_seq = math.max(tonumber(redis.call('GET', seq) or '0') + 1, tonumber(ARGV[3]))
 set(seq, string.format('%.0f', new_seq))
-local top_after = redis.call('ZREVRANGE', ranking, 0, 9, 'WITHSCORES')
+local top_after = top()
 local top_changed = #top_before ~= #top_after
 for i = 1, #top_after do top_changed = top_changed or top_before[i] ~= top_after[i] end
 if top_changed then set(top_seq, string.format('%.0f', new_seq)) end
@@ -136,9 +141,9 @@ return {applied, woke}
 # ARGV: user_id, how many above and below. Their players' hash follows the named keys. Returns false, or
 # {their rank - 1, the first rank - 1 of the entries, the entries with their points}.
 _STANDING = """
-local found = redis.call('HGET', KEYS[FIXED_KEYS + 1], ARGV[1])
+local found = redis.call('HGET', players_hash(1), ARGV[1])
 if not found then return false end
-local rank = redis.call('ZREVRANK', ranking, string.sub(found, 1, 6) .. ARGV[1] .. ':' .. string.sub(found, 7))
+local rank = redis.call('ZREVRANK', ranking, member_of(ARGV[1], found))
 if not rank then return false end
 local first = math.max(rank - tonumber(ARGV[2]), 0)
 return {rank, first, redis.call('ZREVRANGE', ranking, first, rank + tonumber(ARGV[2]), 'WITHSCORES')}
@@ -147,7 +152,7 @@ return {rank, first, redis.call('ZREVRANGE', ranking, first, rank + tonumber(ARG
 # Returns the versions (season, top 10, top 10 published) and the top 10.
 _SNAPSHOT = """
 local function get(key) return redis.call('GET', key) or '0' end
-return {get(seq), get(top_seq), get(published_top_seq), redis.call('ZREVRANGE', ranking, 0, 9, 'WITHSCORES')}
+return {get(seq), get(top_seq), get(published_top_seq), top()}
 """
 
 # ARGV: user_id, the moment (ms) the watch lapses, lease token, lease ms. Their players' hash follows the
@@ -156,9 +161,9 @@ return {get(seq), get(top_seq), get(published_top_seq), redis.call('ZREVRANGE', 
 _WATCH = """
 redis.call('ZADD', watchers, ARGV[2], ARGV[1])
 expire(watchers)
-local found = redis.call('HGET', KEYS[FIXED_KEYS + 1], ARGV[1])
+local found = redis.call('HGET', players_hash(1), ARGV[1])
 if not found then return 0 end
-redis.call('HSET', watching, ARGV[1], string.sub(found, 1, 6) .. ARGV[1] .. ':' .. string.sub(found, 7))
+redis.call('HSET', watching, ARGV[1], member_of(ARGV[1], found))
 redis.call('SADD', welcome, ARGV[1])
 expire(watching)
 expire(welcome)
@@ -212,11 +217,12 @@ for step = 0, #all - 1 do
         break
       end
       taken = taken + 1
-      local name = string.sub(member, 6 + #user + 2)
+      local name = string.sub(member, MOMENT_BYTES + #user + 2)
       for _, value in ipairs({user, tostring(rank + 1), score, previous or '', name}) do
         result[#result + 1] = value
       end
       redis.call('HSET', notified_next, user, standing)
+      expire(notified_next)
     end
   end
 end
@@ -426,6 +432,13 @@ class Board:
         except redis.RedisError as exc:
             raise BoardUnavailable from exc
         return _standings(cast(list[tuple[bytes, float]], entries), first_rank=offset + 1)
+
+    def size(self) -> int:
+        """How many players the season's ranking holds."""
+        try:
+            return int(self._client.zcard(self.keys["ranking"]))
+        except redis.RedisError as exc:
+            raise BoardUnavailable from exc
 
     def top(self, count: int = TOP) -> list[Standing]:
         """The first `count` players, rank 1 first."""

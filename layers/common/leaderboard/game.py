@@ -5,7 +5,10 @@ Adding a board is an edit of that document and a deploy, no code. A board has:
 - `action_types`: the actions whose scores feed it (one score feeds every board of its type, see scores.py);
 - `aggregate`: `sum` (a player's points add up) or `best` (a player's highest single score);
 - `reset`: `none`, `daily`, `weekly` or `monthly`, at 00:00 UTC (seasons.py);
-- `readable_days`: how long an ended season stays readable in full; its final top 100 is archived for good.
+- `readable_days`: how long an ended season stays readable in full (at least 1 for a board that resets: a score
+  accepted just before a reset is applied after it, and the season is archived after it); its final top 100 is
+  archived for good.
+The board `global` must be there and never reset: GET /v1/scores and a player's own channel are its.
 """
 
 import json
@@ -19,6 +22,7 @@ from leaderboard.seasons import RESETS, Reset, Season, rfc3339, season_at, seaso
 
 Aggregate = Literal["sum", "best"]
 DEFAULT_ACTION_TYPE = "match"
+ALL_TIME_BOARD = "global"
 _DAY_MS = 86_400_000
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
@@ -97,6 +101,8 @@ def parse(document: str) -> Game:
     problems = [f"board ids repeat: {sorted(by_id)}"] if len(by_id) != len(boards) else []
     if DEFAULT_ACTION_TYPE not in action_types:
         problems.append(f"the default action type {DEFAULT_ACTION_TYPE!r} is not defined")
+    if ALL_TIME_BOARD not in by_id or by_id[ALL_TIME_BOARD].reset != "none":
+        problems.append(f"a board {ALL_TIME_BOARD!r} that never resets is required (GET /v1/scores shows it)")
     for definition in boards:
         unknown = set(definition.action_types) - set(action_types)
         if unknown:
@@ -121,6 +127,8 @@ def _board(entry: dict[str, Any]) -> BoardDefinition:
         raise ValueError(f"board {definition.id!r}: aggregate is one of {get_args(Aggregate)}")
     if definition.reset not in RESETS:
         raise ValueError(f"board {definition.id!r}: reset is one of {RESETS}")
-    if definition.readable_days < 0 or not definition.action_types:
-        raise ValueError(f"board {definition.id!r}: readable_days >= 0 and at least one action type")
+    if not definition.action_types:
+        raise ValueError(f"board {definition.id!r}: at least one action type")
+    if definition.reset != "none" and definition.readable_days < 1:
+        raise ValueError(f"board {definition.id!r}: readable_days >= 1 (late scores and the archive need a day)")
     return definition

@@ -63,21 +63,46 @@ BYTES_PER_MESSAGE = 25_000
 
 
 def wake_publisher(board: Board, lease: str | None) -> None:
-    """If the caller took the publishing lease, wake a publisher. SQS or Redis trouble is logged, not raised: what
-    took the lease is already done, and the next change (or the safety net) publishes it."""
-    if lease is None:
-        return
-    try:
-        _send_wake_up(board, lease)
-    except (BotoCoreError, ClientError) as exc:
-        logger.warning("could not wake the publisher", extra={"error": type(exc).__name__})
-        with suppress(BoardUnavailable):  # then the lease expires on its own
-            board.abandon(lease)
+    """If the caller took the publishing lease, wake a publisher (see `wake_publishers`)."""
+    wake_publishers([(board, lease)])
+
+
+def wake_publishers(leases: Iterable[tuple[Board, str | None]]) -> None:
+    """Wake a publisher for each board whose publishing lease the caller took: one SQS request for up to ten boards
+    (a score feeding three boards costs one). SQS or Redis trouble is logged, not raised: what took a lease is already
+    done, and the next change (or the safety net) publishes it."""
+    taken = [(board, lease) for board, lease in leases if lease is not None]
+    for batch in batched(taken, 10, strict=False):
+        entries: Any = [
+            {"Id": str(index), "MessageBody": _wake_up_body(board, lease)} for index, (board, lease) in enumerate(batch)
+        ]
+        try:
+            response = sqs().send_message_batch(QueueUrl=settings.board_changes_queue_url, Entries=entries)
+            failed = {int(entry["Id"]) for entry in response.get("Failed", [])}
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not wake the publishers", extra={"error": type(exc).__name__})
+            failed = set(range(len(batch)))
+        for index in sorted(failed):
+            board, lease = batch[index]
+            with suppress(BoardUnavailable):  # then the lease expires on its own
+                board.abandon(lease)
+
+
+def wake_if_behind(board: Board) -> bool:
+    """The safety net: wake a publisher if something waits (a wake-up was lost, a publisher crashed) and no publisher
+    is at it. Each board gets an invocation of its own, however busy the others are."""
+    lease = board.claim()
+    wake_publisher(board, lease)
+    return lease is not None
 
 
 def _send_wake_up(board: Board, lease: str, delay_seconds: int = 0) -> None:
-    body = _sqs_body({"lease": lease, "board": board.name, "season": board.season})
+    body = _wake_up_body(board, lease)
     sqs().send_message(QueueUrl=settings.board_changes_queue_url, MessageBody=body, DelaySeconds=delay_seconds)
+
+
+def _wake_up_body(board: Board, lease: str) -> str:
+    return _sqs_body({"lease": lease, "board": board.name, "season": board.season})
 
 
 def _sqs_body(message: dict[str, Any]) -> str:
@@ -228,10 +253,3 @@ def _queue(publishes: Sequence[Publish]) -> int:
         if response.get("Failed"):
             raise RuntimeError(f"LiveEventsQueue refused {len(response['Failed'])} messages")
     return requests
-
-
-def publish_if_behind(board: Board, remaining_ms: Callable[[], int]) -> Published:
-    """The safety net: publish if something waits (a wake-up was lost, a publisher crashed) and no publisher is at
-    it."""
-    lease = board.claim()
-    return publish_changes(board, lease, remaining_ms) if lease else Published()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from leaderboard.board import RankChange, Snapshot
+from leaderboard.game import ALL_TIME_BOARD
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -21,13 +22,9 @@ def board_channel(board_name: str) -> str:
     return f"/boards/{board_name}"
 
 
-# The board whose rank messages go to `/players/<user_id>` itself (the others: `/players/<user_id>/<board>`).
-PLAYERS_OWN_BOARD = "global"
-
-
 def player_channel(user_id: str, board_name: str) -> str:
     """Where a player's own standing on a board is published: only that player may subscribe."""
-    return f"/players/{user_id}" if board_name == PLAYERS_OWN_BOARD else f"/players/{user_id}/{board_name}"
+    return f"/players/{user_id}" if board_name == ALL_TIME_BOARD else f"/players/{user_id}/{board_name}"
 
 
 def top10_message(board_name: str, season: str, snapshot: Snapshot) -> str:

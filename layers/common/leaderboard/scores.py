@@ -25,15 +25,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
 from leaderboard import live
 from leaderboard.actions import PURGE_AFTER_SECONDS
 from leaderboard.aws import dynamodb, sqs
-from leaderboard.board import PlayerTotal, open_board
+from leaderboard.board import Board, PlayerTotal, open_board
 from leaderboard.config import settings
 from leaderboard.game import BoardDefinition, game
 from leaderboard.identity import Identity
 from leaderboard.problems import Conflict, Forbidden, NotFound, ServiceUnavailable, UnprocessableContent
 from leaderboard.seasons import Season
+
+logger = Logger(child=True)
 
 # The largest total a player can hold. Redis keeps scores as doubles, exact up to 2^53 (about 9.007e15).
 MAX_TOTAL = 10**15
@@ -241,7 +246,9 @@ def parse_message(body: str) -> AcceptedScore:
         accepted = AcceptedScore(**fields)
     except (ValueError, TypeError) as exc:
         raise PoisonMessage("not an accepted score") from exc
-    if not all(isinstance(value, str) for value in (accepted.action_id, accepted.user_id, accepted.display_name)):
+    if not all(isinstance(value, str) and value for value in (accepted.action_id, accepted.user_id)):
+        raise PoisonMessage("not an accepted score")
+    if not isinstance(accepted.display_name, str):
         raise PoisonMessage("not an accepted score")
     if not all(type(value) is int for value in (accepted.score, accepted.accepted_at_ms)):
         raise PoisonMessage("not an accepted score")
@@ -254,10 +261,12 @@ SeasonKey = tuple[str, str]
 
 @dataclass
 class Committed:
-    """What applying a batch did: the messages whose scores can never be applied (poison), and the players' points on
-    every board and season the batch's scores feed, as the ledger now holds them, for the boards in Redis."""
+    """What applying a batch did: the messages whose scores can never be applied (poison), those of players whose
+    write failed (DynamoDB throttled it, or others kept changing the player: delivered again later), and the players'
+    points on every board and season the batch's scores feed, as the ledger now holds them, for the boards in Redis."""
 
     poison: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     points: dict[SeasonKey, list[PlayerTotal]] = field(default_factory=lambda: defaultdict(list))
 
 
@@ -270,21 +279,37 @@ def commit(batch: Mapping[str, AcceptedScore], now_ms: int) -> Committed:
     for message_id, accepted in batch.items():
         by_player[accepted.user_id].append((message_id, accepted))
     players, actions = _read_batch(by_player, {accepted.action_id for accepted in batch.values()})
-    for user_id, scores in by_player.items():
-        valid: list[tuple[AcceptedScore, str]] = []
-        for message_id, accepted in scores:
-            action_type = _accepted_type(actions.get(accepted.action_id), accepted)
-            if action_type is None:
-                committed.poison.append(message_id)
-            else:
-                valid.append((accepted, action_type))
+    for user_id, messages in by_player.items():
+        typed = [
+            (message_id, accepted, _accepted_type(actions.get(accepted.action_id), accepted))
+            for message_id, accepted in messages
+        ]
+        committed.poison += [message_id for message_id, _, action_type in typed if action_type is None]
+        valid = [(message_id, accepted, action_type) for message_id, accepted, action_type in typed if action_type]
         if valid:
-            ledger = _apply_to_player(players.get(user_id), user_id, valid, now_ms)
-            for key in {key for accepted, action_type in valid for key in _fed(action_type, accepted, now_ms)}:
-                if key in ledger.seasons:
-                    points, reached_at_ms = ledger.seasons[key]
-                    committed.points[key].append(PlayerTotal(user_id, ledger.display_name, points, reached_at_ms))
+            _commit_player(committed, players.get(user_id), user_id, valid, now_ms)
     return committed
+
+
+def _commit_player(
+    committed: Committed,
+    item: dict[str, Any] | None,
+    user_id: str,
+    valid: list[tuple[str, AcceptedScore, str]],
+    now_ms: int,
+) -> None:
+    """Apply one player's scores of the batch, and note their points on the seasons those scores feed."""
+    scores = [(accepted, action_type) for _, accepted, action_type in valid]
+    try:
+        ledger = _apply_to_player(item, user_id, scores, now_ms)
+    except (BotoCoreError, ClientError):  # this player's scores alone wait for their next delivery
+        logger.exception("could not apply a player's scores", extra={"user_id": user_id})
+        committed.failed += [message_id for message_id, _, _ in valid]
+        return
+    for key in {key for accepted, action_type in scores for key in _fed(action_type, accepted, now_ms)}:
+        if key in ledger.seasons:
+            points, reached_at_ms = ledger.seasons[key]
+            committed.points[key].append(PlayerTotal(user_id, ledger.display_name, points, reached_at_ms))
 
 
 def _accepted_type(action: dict[str, Any] | None, accepted: AcceptedScore) -> str | None:
@@ -434,14 +459,17 @@ def _player_item(user_id: str) -> dict[str, Any] | None:
 
 
 def update_boards(points: dict[SeasonKey, list[PlayerTotal]], now_ms: int) -> None:
-    """Bring the boards up to the ledger for these players; a change to a season on show is published live."""
+    """Bring the boards up to the ledger for these players; a change to a season on show is published live (one
+    wake-up request for all the boards whose publishing lease a write took)."""
+    leases: list[tuple[Board, str | None]] = []
     for (board_id, season_name), totals in points.items():
         definition = game().boards.get(board_id)
         season = definition.season_named(season_name) if definition else None
         if definition is None or season is None:
             continue  # a board since removed from the game's definitions
         board = open_board(definition, season)
-        live.wake_publisher(board, board.set_totals(totals, live=_on_show(definition, season, now_ms)).lease)
+        leases.append((board, board.set_totals(totals, live=_on_show(definition, season, now_ms)).lease))
+    live.wake_publishers(leases)
 
 
 def _on_show(definition: BoardDefinition, season: Season, now_ms: int) -> bool:

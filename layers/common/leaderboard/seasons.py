@@ -66,9 +66,9 @@ def season_named(reset: Reset, name: str) -> Season | None:
             start = date.fromisocalendar(numbers[0], numbers[1], 1)
         else:
             start = date(numbers[0], numbers[1], 1)
-    except ValueError:  # 2026-02-30, week 54, month 13
+        season = _season(reset, start)
+    except (ValueError, OverflowError):  # 2026-02-30, week 54, month 13; a season ending after the year 9999
         return None
-    season = _season(reset, start)
     return season if season.name == name else None
 
 

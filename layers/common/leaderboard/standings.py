@@ -47,14 +47,15 @@ class SeasonStandings:
 
 
 def season_standings(board_id: str, season_name: str | None, now_ms: int) -> SeasonStandings:
-    """The season `season_name` of the board (its current one if None)."""
+    """The season `season_name` of the board (its current one if None). A malformed season name is 400 whatever the
+    board: every query value is checked before anything is looked up."""
+    if season_name is not None and not is_season_name(season_name):
+        raise InvalidRequest("season: a season is named like all, 2026-12-01, 2026-W49 or 2026-12.")
     definition = game().boards.get(board_id)
     if definition is None:
         raise NotFound("There is no such board; GET /v1/boards lists them.")
     if season_name is None:
         return SeasonStandings(definition, definition.season_at(now_ms), None)
-    if not is_season_name(season_name):
-        raise InvalidRequest("season: a season is named like all, 2026-12-01, 2026-W49 or 2026-12.")
     season = definition.season_named(season_name)
     if season is None or not season.started_by(now_ms):
         raise NotFound("This board has no such season.")
@@ -71,7 +72,8 @@ def query(event_params: Mapping[str, str] | None, allowed: tuple[str, ...]) -> d
     params = dict(event_params or {})
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise InvalidRequest(f"Unknown query parameter {unknown[0]!r}; this route takes {', '.join(allowed)}.")
+        takes = f"this route takes {', '.join(allowed)}" if allowed else "this route takes none"
+        raise InvalidRequest(f"Unknown query parameter {unknown[0]!r}; {takes}.")
     return params
 
 
