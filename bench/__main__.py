@@ -1,48 +1,83 @@
-"""`make bench`: run every benchmark side by side in one run, then write bench/results.json and BENCHMARKS.md."""
+"""`make bench`: run every benchmark side by side in one run, then write bench/results.json and BENCHMARKS.md.
+
+`python -m bench <part> [<part>...]` runs only the parts named (see PARTS) and prints their figures, writing nothing:
+for working on one benchmark without the others' minutes.
+"""
 
 import json
 import platform
+import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
-from bench import aws_requests, board_fill, board_scale, board_throughput, cold_start, live_push, login_timing
+from bench import (
+    ROOT,
+    aws_requests,
+    board_cpu,
+    board_fill,
+    board_scale,
+    board_throughput,
+    cold_start,
+    live_push,
+    login_timing,
+)
+from leaderboard.board import PLAYER_HASHES
 
-ROOT = Path(__file__).parent.parent
 AUTHORIZER_BUDGET_MS = 150
 APPLY_VS_RAW_TARGET = 0.5
 TOP10_VS_RAW_TARGET = 0.7
 READ_P99_TARGET_MS = 2
 AWS_REQUESTS_TARGET = 4
+WCU_TARGET = 6  # per accepted score, with the template's three boards
+SERVER_CPU_RATIO_TARGET = 4  # the consumer's script per score per board, over one ZINCRBY
+BYTES_PER_PLAYER_TARGET = 250  # per player per board, at 10 million players (the old layout: 450)
 PUSH_P99_TARGET_MS = {1000: 500, 10_000: 2000}
 PUBLISHER_WORK_TOLERANCE = 0.2
 
 
-def main() -> None:
-    print("==> cold import time per function (median of fresh processes)", flush=True)
-    results = cold_start.run()
-    print("==> failed-login timing: existing username vs unknown username (interleaved)", flush=True)
-    results |= login_timing.run()
-    for name in ("login_wrong_password_ms_median", "login_unknown_user_ms_median", "login_unknown_over_wrong_ratio"):
-        print(f"  {name:<34} {results[name]}", flush=True)
-    print("==> DynamoDB and SQS requests per accepted score (in-process stack, moto)", flush=True)
-    requests = aws_requests.run()
-    results |= requests
-    _show(requests, *(f"aws_requests_per_score{variant}" for variant in ("", "_with_idempotency_key")))
-    print(f"==> the board's Redis paths beside plain redis-py, side by side ({board_fill.REDIS_URL})", flush=True)
-    throughput = board_throughput.run()
-    results |= throughput
-    _show(throughput, *throughput)
-    print(f"==> the board's reads with {board_scale.PLAYERS:,} players (BENCH_PLAYERS)", flush=True)
-    scale = board_scale.run()
-    results |= scale
-    _show(scale, *scale)
-    print(
-        "==> the live feed on the local runtime: 1, 1,000 and 10,000 subscribers; the publisher's work; cost",
-        flush=True,
-    )
-    pushes = live_push.run()
-    results |= pushes
-    _show(pushes, *pushes)
+# The parts, in the order `make bench` runs them: (what it measures, its module).
+PARTS = {
+    "cold_start": ("cold import time per function (median of fresh processes)", cold_start),
+    "login_timing": ("failed-login timing: existing username vs unknown username (interleaved)", login_timing),
+    "aws_requests": (
+        "DynamoDB and SQS requests and DynamoDB write units per accepted score (in-process stack, moto)",
+        aws_requests,
+    ),
+    "board_throughput": (
+        f"the board's Redis paths beside plain redis-py, side by side ({board_fill.REDIS_URL})",
+        board_throughput,
+    ),
+    "board_cpu": (
+        f"Redis server CPU per applied score beside ZINCRBY, boards of {board_cpu.PLAYERS:,} players",
+        board_cpu,
+    ),
+    "board_scale": (f"the board's reads and memory with {board_scale.PLAYERS:,} players (BENCH_PLAYERS)", board_scale),
+    "live_push": (
+        "the live feed on the local runtime: 1, 1,000 and 10,000 subscribers; the publisher's work; cost",
+        live_push,
+    ),
+}
+# Parts that print their figures themselves, as a table.
+PRINT_THEIR_OWN = {"cold_start"}
+# How a reader runs one part alone (it prints its figures and writes nothing).
+ALONE = ".venv/bin/python -m bench"
+
+
+def main(parts: list[str]) -> None:
+    """Every part, then bench/results.json and BENCHMARKS.md; or only the parts named, their figures printed."""
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown:
+        raise SystemExit(f"unknown parts {unknown}; the parts are: {', '.join(PARTS)}")
+    results: dict[str, float] = {}
+    for name in parts or PARTS:
+        title, module = PARTS[name]
+        print(f"==> {title}", flush=True)
+        figures = module.run()
+        results |= figures
+        if name not in PRINT_THEIR_OWN:
+            _show(figures, *figures)
+    if parts:
+        print(f"==> ran {', '.join(parts)} alone: bench/results.json and BENCHMARKS.md are left as they were")
+        return
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     write_report(results)
     print("==> wrote bench/results.json and BENCHMARKS.md")
@@ -50,11 +85,16 @@ def main() -> None:
 
 def _show(results: dict[str, float], *names: str) -> None:
     for name in names:
-        print(f"  {name:<45} {results[name]}", flush=True)
+        print(f"  {name:<60} {results[name]}", flush=True)
 
 
 def _verdict(met: bool) -> str:
     return "meets" if met else "MISSES"
+
+
+def _command(part: str) -> str:
+    """How a section's figures are produced: the whole run, or its part alone."""
+    return f"Command: `make bench` (the whole run), or this part alone: `{ALONE} {part}`."
 
 
 def write_report(results: dict[str, float]) -> None:
@@ -84,13 +124,17 @@ def write_report(results: dict[str, float]) -> None:
 
 Produced by `{command}` on {datetime.now(UTC):%Y-%m-%d} (Python {platform.python_version()} on {platform.machine()},
 a shared 2-core machine). Such machines are noisy: what is compared is measured side by side in one run, and the
-figures are medians (or p99s, where said); compare ratios, not absolute values across runs.
+figures are medians (or p99s, where said); compare ratios, not absolute values across runs. `make bench` writes the
+figures to bench/results.json and this file from them (bench/__main__.py); each part can also be run alone,
+`{ALONE} <part>` (parts: {", ".join(f"`{part}`" for part in PARTS)}), which prints its figures and writes nothing.
+`BENCH_PLAYERS=N` sets the size of the big board (default {board_scale.DEFAULT_PLAYERS:,}) for a quicker run.
 
 ## Cold start: import time of each function
 
 Each function's handler module imported by a fresh `python -S` whose path holds only what Lambda gives it: the
 function's code, the layer's package, the layer's third-party packages (installed for this CPU from
 `layers/common/requirements.txt`) and the runtime's boto3. Milliseconds, median of {cold_start.RUNS} fresh processes.
+{_command("cold_start")}
 
 | function | cold import (ms) | imports boto3 |
 |---|---|---|
@@ -106,7 +150,7 @@ figure above. {eager_note}
 ## Login: an unknown username must cost what a wrong password costs
 
 Failed logins through the real login handler with the stack in-process (moto), {login_timing.ROUNDS} of each,
-interleaved (alternating which goes first), medians:
+interleaved (alternating which goes first), medians. {_command("login_timing")}
 
 | case | median (ms) |
 |---|---|
@@ -116,7 +160,7 @@ interleaved (alternating which goes first), medians:
 
 Both paths reserve their throttle slots, read the account and verify an argon2id hash (a decoy with the same
 parameters when the account does not exist); a ratio near 1 means the timing does not tell them apart.
-{_aws_requests_section(results)}{_board_sections(results)}{_live_section(results)}"""
+{_aws_requests_section(results)}{_write_units_section(results)}{_board_sections(results)}{_live_section(results)}"""
     )
 
 
@@ -137,9 +181,10 @@ def _aws_requests_section(results: dict[str, float]) -> str:
 
 {aws_requests.PLAYERS} players post {aws_requests.ROUNDS} scores each through POST /v1/scores's handler, then the
 queue is drained as Lambda's SQS event source drains it (ReceiveMessage of up to {aws_requests.BATCH}, the consumer
-invoked with the batch, DeleteMessageBatch), all in-process with moto and the real Redis. Every DynamoDB and SQS
-request is counted (botocore's `BaseClient._make_api_call`, which every client's every call goes through) and
-divided by the accepted scores; the event source's empty polls are left out (they cost per second, not per score).
+invoked with the batch, DeleteMessageBatch), all in-process with moto and the real Redis, with the template's game
+({aws_requests.TEMPLATE_BOARDS} boards). Every DynamoDB and SQS request is counted (botocore's
+`BaseClient._make_api_call`, which every client's every call goes through) and divided by the accepted scores; the
+event source's empty polls are left out (they cost per second, not per score). {_command("aws_requests")}
 
 | stage | request | per score | per score, with Idempotency-Key |
 |---|---|---|---|
@@ -148,10 +193,72 @@ divided by the accepted scores; the event source's empty polls are left out (the
 
 Target: at most {AWS_REQUESTS_TARGET} requests per score. Without an Idempotency-Key the path
 **{_verdict(results[plain] <= AWS_REQUESTS_TARGET)}** it at {results[plain]:.2f}; with one it
-**{_verdict(results[keyed] <= AWS_REQUESTS_TARGET)}** it at {results[keyed]:.2f}. The key's cost is Powertools'
-idempotency record, written before the score is accepted (in progress) and again after (the response to replay):
-the post's requests are the ones that grow. Starting the action the score is for (POST /v1/actions) is a request of
-its own, before the score: {results["aws_requests_per_action"]:.2f} per action, not in the totals above.
+**{_verdict(results[keyed] <= AWS_REQUESTS_TARGET)}** it at {results[keyed]:.2f}. The post is one transaction and
+one SendMessage; the consumer reads its batch's players and actions in one BatchGetItem and writes each player's item
+once (UpdateItem), however many boards the score feeds; its SendMessage is a publisher's wake-up (one per burst of
+changes to a board, not per score). The key's cost is Powertools' idempotency record, written before the score is
+accepted (in progress) and again after (the response to replay): the post's requests are the ones that grow.
+Starting the action the score is for (POST /v1/actions) is a request of its own, before the score:
+{results["aws_requests_per_action"]:.2f} per action, not in the totals above.
+"""
+
+
+def _write_units_section(results: dict[str, float]) -> str:
+    boards = aws_requests.TEMPLATE_BOARDS
+    variants = {
+        "_1_board": "1 board",
+        f"_{boards}_boards": f"{boards} boards",
+        f"_{boards}_boards_over_days": f"{boards} boards, over {aws_requests.DAYS} days",
+        f"_{boards}_boards_with_idempotency_key": f"{boards} boards, with Idempotency-Key",
+    }
+    rows = []
+    for stage in aws_requests.WCU_STAGES:
+        prefixes = [f"dynamodb_wcu_per_score{variant}_{stage}_" for variant in variants]
+        operations = sorted(
+            {name.removeprefix(prefix) for prefix in prefixes for name in results if name.startswith(prefix)}
+        )
+        for operation in operations:
+            cells = " | ".join(f"{results.get(f'{prefix}{operation}', 0):.2f}" for prefix in prefixes)
+            rows.append(f"| {stage} | {operation} | {cells} |")
+    totals = " | ".join(f"**{results[f'dynamodb_wcu_per_score{variant}']:.2f}**" for variant in variants)
+    three = results[f"dynamodb_wcu_per_score_{boards}_boards"]
+    over_days = results[f"dynamodb_wcu_per_score_{boards}_boards_over_days"]
+    size, seasons = int(results["dynamodb_player_item_bytes"]), int(results["dynamodb_player_item_board_seasons"])
+    return f"""
+## DynamoDB write units per accepted score
+
+The same flow, in-process with moto (as above), with write capacity units computed by DynamoDB's documented rules,
+not moto's: every PutItem, UpdateItem and DeleteItem, and every item of a TransactWriteItems or BatchWriteItem, is
+billed ceil(max(the item's size before, after) / 1 KB) units, at least 1, twice that inside a transaction; the item
+is read before and after each write (GetItem, outside the count) and sized by
+[the item-size rules](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)
+(names and values in UTF-8 bytes; a number about 1 byte per two significant digits plus 1; a set the sum of its
+elements; a map or list 3 bytes plus 1 per element plus its contents). A score's whole flow: starting its action
+(StartAction's PutItem), the post, the consumer. With a GAME of only the template's `global` board (1 board), with the
+template's GAME ({boards} boards); then {aws_requests.PLAYERS} players scoring once a day for {aws_requests.DAYS}
+days (the process's clock moved a day at a time), so their items carry the daily and weekly seasons still readable;
+and with an Idempotency-Key. {_command("aws_requests")}
+
+| stage | write | {" | ".join(variants.values())} |
+|---|---|{"---|" * len(variants)}
+{chr(10).join(rows)}
+| **total** | | {totals} |
+
+Target: at most {WCU_TARGET} units per score with the template's {boards} boards: the flow
+**{_verdict(three <= WCU_TARGET)}** it at {three:.2f} (and at {over_days:.2f} over {aws_requests.DAYS} days). Where
+they go: the action's PutItem (1), the accepting transaction (2 items, the action and the player's item, 2 units
+each), the consumer's one write of the player's item (1). More boards add no write: a score writes the one player
+item whatever boards it feeds, so 1 board and {boards} cost the same while the item stays under 1 KB. An
+Idempotency-Key adds Powertools' record (a PutItem and an UpdateItem).
+
+The player's item after {aws_requests.DAYS} days of one score a day: at most **{size} bytes**, carrying {seasons}
+board-seasons (the global board's one, this week's and the earlier weeks still readable, today's daily best and the
+last days' still readable); {int(results["dynamodb_player_item_bytes_without_seasons"])} bytes without them,
+{results["dynamodb_player_item_bytes_per_board_season"]:.1f} bytes per board-season (its `board/season` name and
+[points, reached_at_ms]). 1 KB is the size up to which the consumer's write costs 1 unit and the accept's 2: it holds
+**{int(results["dynamodb_board_seasons_per_kb"])} board-seasons**. Each score accepted and not yet applied adds its
+action id (32 bytes) to the item's `pending` set: at the largest size above, room for
+{int(results["dynamodb_player_item_pending_room"])} scores in flight before the accept's write of the item doubles.
 """
 
 
@@ -159,52 +266,116 @@ def _board_sections(results: dict[str, float]) -> str:
     apply_ratio, top_ratio = results["apply_vs_raw_ratio"], results["top10_vs_raw_ratio"]
     top_p99, rank_p99 = results["top10_p99_ms_10m"], results["rank_p99_ms_10m"]
     players, fill_s = int(results["board_players"]), results["board_fill_s"]
-    bytes_per_player = results["redis_bytes_per_player_10m"]
+    bytes_per_player = results["redis_bytes_per_player_board_10m"]
+    ranking_bytes = results["redis_bytes_per_player_ranking_10m"]
+    hashes_bytes = results["redis_bytes_per_player_players_hashes_10m"]
+    script_us, zincrby_us = results["redis_server_us_per_applied_score"], results["redis_server_us_per_zincrby"]
+    cpu_ratio = results["redis_server_us_script_vs_zincrby_ratio"]
+    best_shares = [
+        f"{name.removeprefix('redis_server_cpu_applied_share_')}: {share:.0%}"
+        for name, share in sorted(results.items())
+        if name.startswith("redis_server_cpu_applied_share_")
+    ]
+    listpack_limit = int(results["redis_hash_max_listpack_entries"])
+    ranking_row = (
+        f"| `ranking` sorted set | {ranking_bytes:.1f} | the board itself: points -> 6-byte moment + user_id + ':' +"
+        " name. Ranks, pages and the top 10 are one ZREVRANK or ZREVRANGE, names included. A big sorted set is a"
+        " skiplist and a dict: per player a skiplist node, the member string (about 53 bytes here) and a dict entry,"
+        " plus the dict's table |"
+    )
+    hashes_row = (
+        f"| `players:<n>` hashes | {hashes_bytes:.1f} | user_id -> the member's 6 bytes + name: where a player's"
+        " member is (it changes with every score, so it cannot be derived from the id). "
+        f"{PLAYER_HASHES:,} small hashes by crc32(user_id): {results['redis_players_per_hash_mean_10m']:.1f} players"
+        f" a hash on average, at most {int(results['redis_players_per_hash_max_10m'])}, so each stays in listpack"
+        " encoding (one packed allocation, about 2 bytes of overhead per field and value;"
+        f" {results['redis_players_hashes_listpack_share_10m']:.0%} of"
+        f" {int(results['redis_players_hashes_sampled_10m']):,} sampled hashes were) instead of a dict entry and"
+        " two strings per player in one big hash (about 125 bytes). Includes each"
+        " hash's key and object |"
+    )
+    quick_note = (
+        ""
+        if players >= board_scale.DEFAULT_PLAYERS
+        else f" This run has {players:,} players, not {board_scale.DEFAULT_PLAYERS:,}: the {PLAYER_HASHES:,} players'"
+        " hashes' fixed cost (each hash's key and object) weighs more per player than it does at 10 million, so the"
+        " figure is higher than at the target's size."
+    )
     return f"""
 ## The exactly-once apply path beside plain ZINCRBY
 
-Score events written to Redis by `Board.set_totals` as the consumer writes them (one call of the version-gated Lua
-script per batch of {board_throughput.BATCH} players' totals) and by a pipeline of
-{board_throughput.BATCH} plain ZINCRBY (redis-py): the same stream of events onto an empty board each, on the same
-Redis, side by side: {board_throughput.BLOCKS} blocks of {board_throughput.BLOCK_BATCHES * board_throughput.BATCH}
-events each, the order rotating every block; medians of the per-block rates. Both end with the same totals (checked).
+Score events written to Redis by `Board.set_totals` as the consumer writes them to a board (one call of the Lua
+script per batch of {board_throughput.BATCH} players' points: per player, find its member through its players' hash,
+keep the write only if it moves the player up, replace the member; per call, the season's version, the top 10 before
+and after, the publishing lease) and by a pipeline of {board_throughput.BATCH} plain ZINCRBY (redis-py): the same
+stream of events onto an empty board each, on the same Redis, side by side: {board_throughput.BLOCKS} blocks of
+{board_throughput.BLOCK_BATCHES * board_throughput.BATCH} events each, the order rotating every block; medians of the
+per-block rates, as the client sees them. Both end with the same totals (checked). {_command("board_throughput")}
 
 | path | score events/s |
 |---|---|
-| `Board.set_totals` (version-gated Lua, batches of {board_throughput.BATCH}) | {results["apply_redis_per_s"]:,.0f} |
+| `Board.set_totals` (Lua, batches of {board_throughput.BATCH}) | {results["apply_redis_per_s"]:,.0f} |
 | plain pipelined ZINCRBY (batches of {board_throughput.BATCH}) | {results["raw_zincrby_pipelined_per_s"]:,.0f} |
 | ratio | {apply_ratio:.3f} |
 
 Target: a ratio of at least {APPLY_VS_RAW_TARGET}; the apply path **{_verdict(apply_ratio >= APPLY_VS_RAW_TARGET)}**
-it. Beyond ZINCRBY, the script makes four or five Redis calls per event (HGET, ZREM, ZADD, two HSET). An earlier
-version called the script once per event in a pipeline; redis-py then also sent SCRIPT EXISTS before every
-pipeline, and the ratio was 0.40-0.42.
+it. Beyond ZINCRBY, the script makes five or six Redis calls per player (HGET, ZSCORE, ZREM, ZADD, HSET, and ZSCORE of
+the watchers) and a few per call; what that costs the server is the next section.
+
+## Redis server CPU per applied score beside ZINCRBY
+
+What a score costs the Redis server itself (what sizes an ElastiCache node, or ElastiCache Serverless's ECPUs), not
+what a client sees: microseconds from `INFO commandstats`, read before and after each block (the server is shared, so
+nothing is reset; a block during which another client ran the same commands is left out:
+{int(results["redis_server_cpu_blocks_left_out"])} here). A script's `usec` covers its whole run, the commands it
+calls included. The template's {aws_requests.TEMPLATE_BOARDS} boards (global, all-time sum; weekly, sum; daily-best,
+best single score), each a season pre-filled by `bench.board_fill` with **{int(results["redis_server_cpu_players"]):,}
+players** (so the sorted sets' log n is real), get the consumer's writes: per batch of {board_cpu.BATCH} score events
+of players drawn at random, one `Board.set_totals` per board (three board-writes per score), with the points the
+ledger would hold. Beside them a plain sorted set of the same players gets one ZINCRBY per event.
+{board_cpu.BLOCKS} blocks of {board_cpu.BLOCK_BATCHES * board_cpu.BATCH} events each, the two in turn; medians.
+{_command("board_cpu")}
+
+| path | server µs |
+|---|---|
+| `Board.set_totals`, per score per board (script usec / (scores x {aws_requests.TEMPLATE_BOARDS})) | {script_us:.2f} |
+| ZINCRBY, per call | {zincrby_us:.2f} |
+| ratio | {cpu_ratio:.2f} |
+
+Target: a ratio of at most {SERVER_CPU_RATIO_TARGET}; the consumer's write
+**{_verdict(cpu_ratio <= SERVER_CPU_RATIO_TARGET)}** it: a score costs the server
+{script_us * aws_requests.TEMPLATE_BOARDS:.1f} µs across its {aws_requests.TEMPLATE_BOARDS} boards. Per player the
+script reads the player's hash entry and its member's points, and when the player moves up removes the old member,
+adds the new one and rewrites the hash entry, and checks the watchers; per call (a tenth of that per player) it reads
+the top 10 before and after, raises the version and tries the publishing lease; around each Redis call the Lua
+interpreter adds its own work (arguments in, replies out). A `best` board keeps a write only if it beats the
+player's best (share of its writes applied here: {", ".join(best_shares) or "none"}); the others cost the lookups.
 
 ## The top-10 read beside plain redis-py
 
-`Board.top()` (one Lua call: ZREVRANGE 0 9 WITHSCORES and HMGET of the names, decoded into standings) beside one
-redis-py pipeline of ZREVRANGE 0 9 WITHSCORES and HMGET of ten names, one round trip. A plain client cannot know the
-names to ask for before the ZREVRANGE answers, so that baseline reuses the ids of its previous read: a floor. The
-correct plain read, two round trips, is shown for scale. One board of {board_throughput.TOP_PLAYERS:,} players;
-{board_throughput.BLOCKS} blocks of {board_throughput.BLOCK_READS} reads each, the order rotating every block;
-medians of the per-block rates.
+`Board.top()` (one ZREVRANGE 0 9 WITHSCORES: the names travel in the members, so there is nothing else to fetch,
+decoded into standings) beside the same ZREVRANGE through redis-py, undecoded. One board of
+{board_throughput.TOP_PLAYERS:,} players; {board_throughput.BLOCKS} blocks of {board_throughput.BLOCK_READS} reads
+each, the order rotating every block; medians of the per-block rates. {_command("board_throughput")}
 
 | read | reads/s |
 |---|---|
 | `Board.top()` | {results["top10_read_per_s"]:,.0f} |
-| plain pipeline, one round trip (the floor) | {results["raw_top10_per_s"]:,.0f} |
+| plain ZREVRANGE 0 9 WITHSCORES | {results["raw_top10_per_s"]:,.0f} |
 | ratio | {top_ratio:.3f} |
-| plain, two round trips (for scale) | {results["raw_top10_two_round_trips_per_s"]:,.0f} |
 
 Target: a ratio of at least {TOP10_VS_RAW_TARGET}; the project's read **{_verdict(top_ratio >= TOP10_VS_RAW_TARGET)}**
 it.
 
-## Reads with {players:,} players on the board
+## Reads and memory with {players:,} players on a board
 
-A board of its own filled with {players:,} players in `leaderboard.board`'s layout (big pipelined ZADD/HSET:
-{fill_s:.1f} s, {players / fill_s:,.0f} players/s), checked with the project's own reads and writes, then
-{board_scale.SAMPLES:,} calls of each read, alternating, one at a time; standings of players drawn at random.
-Milliseconds from the call to the decoded answer (client, loopback, Redis).
+A season of a board of its own filled with {players:,} players in `leaderboard.board`'s layout by `bench.board_fill`
+(raw RESP, pipelined: ZADDs of {board_fill.ZADD_MEMBERS:,} members, and per chunk of {board_fill.CHUNK:,} players one
+HSET per players' hash they fall in: {fill_s:.1f} s, {players / fill_s:,.0f} players/s), checked with the project's
+own reads and writes (`Board.standing` reads a filled player back; a `Board.set_totals` that moves one up replaces its
+member, the sorted set does not grow), then {board_scale.SAMPLES:,} calls of each read, alternating, one at a time;
+standings of players drawn at random. Milliseconds from the call to the decoded answer (client, loopback, Redis).
+{_command("board_scale")}
 
 | read | median (ms) | p99 (ms) |
 |---|---|---|
@@ -212,9 +383,23 @@ Milliseconds from the call to the decoded answer (client, loopback, Redis).
 | `Board.standing(user_id)` (GET /v1/scores/{{user_id}}) | {results["rank_p50_ms_10m"]:.3f} | {rank_p99:.3f} |
 
 Target: p99 at most {READ_P99_TARGET_MS} ms. The top 10 **{_verdict(top_p99 <= READ_P99_TARGET_MS)}** it, a
-player's standing **{_verdict(rank_p99 <= READ_P99_TARGET_MS)}** it. Memory: {bytes_per_player:.0f} bytes per player
-(INFO used_memory, after minus before, over the players: the ranking sorted set, the players hash and the names
-hash, with 32-character ids), so {bytes_per_player * 10_000_000 / 2**30:.1f} GiB for 10 million players.
+player's standing **{_verdict(rank_p99 <= READ_P99_TARGET_MS)}** it.
+
+**Memory: {bytes_per_player:.0f} bytes per player per board** (INFO used_memory after the fill minus before, once it
+stops moving, over the players; 32-character ids, names like "Player 1234567"), so
+{bytes_per_player * 10_000_000 / 2**30:.1f} GiB for 10 million players on one board's season; each board, and each
+season still readable, holds its own. Target: at most {BYTES_PER_PLAYER_TARGET} bytes at 10 million players (the
+layout before seasons cost 450: a ranking, a hash of versions and members, a hash of names); this run
+**{_verdict(bytes_per_player <= BYTES_PER_PLAYER_TARGET)}** it.{quick_note}
+
+| structure | bytes per player | what it is for |
+|---|---|---|
+{ranking_row}
+{hashes_row}
+
+The ranking's share is `MEMORY USAGE` of the key ({board_scale.RANKING_SAMPLES:,} entries sampled); the players'
+hashes' is the rest. A hash stays a listpack up to `hash-max-listpack-entries` entries ({listpack_limit} on this
+server; 128 is Redis's default) of at most 64 bytes each.
 """
 
 
@@ -236,6 +421,7 @@ def _live_section(results: dict[str, float]) -> str:
     few, many = live_push.WORK_SUBSCRIBERS
     requests = [results[f"publisher_requests_per_change_{n}_subscribers"] for n in (few, many)]
     cpu = [results[f"publisher_cpu_ms_per_change_{n}_subscribers"] for n in (few, many)]
+    changes = [results[f"publisher_board_changes_per_score_{n}_subscribers"] for n in (few, many)]
     work_met = _within(requests[0], requests[1], PUBLISHER_WORK_TOLERANCE) and _within(
         cpu[0], cpu[1], PUBLISHER_WORK_TOLERANCE
     )
@@ -248,15 +434,18 @@ def _live_section(results: dict[str, float]) -> str:
     return f"""
 ## The live feed (local runtime, AppSync Events emulated)
 
-`python -m local` as `make run` starts it. Subscribers are AppSync Events clients (`clients/event_api.py`), one
-connection each, subscribed to `/boards/global` as `anonymous` through the authorizer and the onSubscribe handler.
+`python -m local` as `make run` starts it, with the template's game (its {aws_requests.TEMPLATE_BOARDS} boards: a
+score changes each board whose standings it moves). Subscribers are AppSync Events clients (`clients/event_api.py`),
+one connection each, subscribed to `/boards/global` (the all-time board's channel) as `anonymous` through the
+authorizer and the onSubscribe handler. {_command("live_push")}
 
-**Push latency**: milliseconds from the 202 of POST /v1/scores to each subscriber's receipt of the top 10 holding
-the new total: SQS, ApplyScores, the board's lease, BoardChangesQueue, PublishBoard (snapshot, audience, standings),
-LiveEventsQueue, PublishEvents (SigV4, HTTP), the Event API, the socket. One warm-up score first; then one sample per
-score, every subscriber counted, each score made once no publisher is at work. That is the path's own latency: while
-a board keeps changing, a change also waits for the budget's next cycle, up to 1 / the board's rate (0.25 s up to
-250 viewers, 1 s at 1,000, 5 s from 5,000 at the defaults), by design.
+**Push latency**: milliseconds from the 202 of POST /v1/scores to each subscriber's receipt of the global board's top
+10 holding the new total: SQS, ApplyScores, the board's lease, BoardChangesQueue, PublishBoard (snapshot, audience,
+standings), LiveEventsQueue, PublishEvents (SigV4, HTTP), the Event API, the socket. One warm-up score first; then one
+sample per score, every subscriber counted, each score made once no publisher is at work on any board (the other
+boards' publishers run at the same time as the global board's, on the same two cores). That is the path's own
+latency: while a board keeps changing, a change also waits for the budget's next cycle, up to 1 / the board's rate
+(0.25 s up to 250 viewers, 1 s at 1,000, 5 s from 5,000 at the defaults), by design.
 
 | subscribers | p50 (ms) | p99 (ms) | scores |
 |---|---|---|---|
@@ -267,18 +456,19 @@ The emulator writes one frame per subscriber from one Python process and the
 10,000 clients read them in the benchmark's process, on the same two cores: at 10,000 the receiving side, not the
 design, is most of the time. On AWS the fan-out is AppSync's (up to 1,000,000 deliveries a second per API).
 
-**The publisher's own work per board change** (PublishBoard and PublishEvents together, {live_push.WORK_CHANGES}
-changes made one at a time): AWS requests counted from their logs (SQS requests, HTTP publishes), CPU from their worker
-processes (`/proc/<pid>/task/*/schedstat`, every thread).
+**The publisher's own work per board change** (PublishBoard and PublishEvents together, over {live_push.WORK_CHANGES}
+scores made one at a time, divided by the board changes they made: one top-10 publish each in PublishBoard's log, as
+nobody here watches their own standing): AWS requests counted from their logs (SQS requests, HTTP publishes), CPU from
+their worker processes (`/proc/<pid>/task/*/schedstat`, every thread).
 
-| subscribers | AWS requests per change | CPU ms per change |
-|---|---|---|
-| {few:,} | {requests[0]:.2f} | {cpu[0]:.2f} |
-| {many:,} | {requests[1]:.2f} | {cpu[1]:.2f} |
+| subscribers | board changes per score | AWS requests per board change | CPU ms per board change |
+|---|---|---|---|
+| {few:,} | {changes[0]:.2f} | {requests[0]:.2f} | {cpu[0]:.2f} |
+| {many:,} | {changes[1]:.2f} | {requests[1]:.2f} | {cpu[1]:.2f} |
 
 Target: equal within {PUBLISHER_WORK_TOLERANCE:.0%} at {few:,} and at {many:,} subscribers; this run
-**{_verdict(work_met)}** it. Per change: one SendMessageBatch (the cycle's publishes) and one signed publish of the
-top 10, whatever the audience; the old design posted once per connection (1.2-1.4 ms of boto3 CPU each).
+**{_verdict(work_met)}** it. Per board change: one SendMessageBatch (the cycle's publishes) and one signed publish of
+its top 10, whatever the audience; the old design posted once per connection (1.2-1.4 ms of boto3 CPU each).
 
 **What an hour costs** at the default budget (`LiveDeliveriesPerHour` 3,600,000, 0.2 to 4 publishes a second),
 with the board changing all the time (a scorer posting as fast as it can for {live_push.COST_SECONDS} s; publishes
@@ -295,9 +485,11 @@ and the publishers are not included.
 
 With 1,000 viewers the budget sets one publish a second (1,000 deliveries a second, its cap); with 100,000 the floor
 (one every 5 s) wins over the budget, and the deliveries, the bill, grow with the audience. A board that does not
-change costs only its connections and renewals.
+change costs only its connections and renewals. The publishes are counted on every board's channel: each score also
+changes the weekly board, which nobody watches here, so its top 10 goes out at the ceiling (4 a second, 14,400 an
+hour, $0.01) with no delivery; the deliveries are the global board's.
 """
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

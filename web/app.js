@@ -20,6 +20,10 @@
   const NOTICE_MS = 10_000;
   const ANNOUNCE_MIN_INTERVAL_MS = 5_000; // screen readers hear "Top 10 updated" at most this often
   const SEASON_RECHECK_MS = 5_000; // a season over by our clock but not yet by the server's: ask again this often
+  // Every open page reaches a reset at the same second: each waits a random moment up to this long before asking
+  // for the new season, so 100,000 viewers make about 3,000 requests a second, not 100,000 (config.json may change
+  // it: `resetSpreadSeconds`).
+  const RESET_SPREAD_SECONDS = 30;
   const SESSION_KEY = "leaderboard.session";
   const TOP_SIZE = 10;
   const DEFAULT_BOARD = "global"; // shown first; its rank messages come on /players/<id>, the others' on .../<board>
@@ -60,7 +64,7 @@
 
   // --- State -----------------------------------------------------------------------------------------------------
 
-  let config = null; // {apiUrl, liveUrl, liveHost}
+  let config = null; // {apiUrl, liveUrl, liveHost, resetSpreadMs}
   // The tokens live in memory. They touch sessionStorage only while the page unloads (so a reload keeps you logged
   // in) and are taken out again as soon as the page is back: a duplicated tab copies sessionStorage, and two tabs
   // spending one rotating refresh token would look like token theft and end the session.
@@ -73,7 +77,7 @@
   const liveTimers = { watchdog: 0, renew: 0, retry: 0, reconnect: 0, countdown: 0 };
   const boardTimers = { marks: 0, seasonTick: 0 };
   // The boards (GET /v1/boards, cleaned): their definitions and current seasons, in the API's order.
-  const boards = { list: [FALLBACK_BOARD], loaded: false, loading: null, recheckAt: 0 };
+  const boards = { list: [FALLBACK_BOARD], loaded: false, loading: null, recheckAt: 0, spreadFor: null };
   // The season on screen, one board's: a new object for each board and season, so that everything ordered by `seq`
   // (the top 10 and your rank: a new season starts its own seq) starts afresh with it.
   let board = newBoardState(FALLBACK_BOARD);
@@ -108,10 +112,12 @@
     } catch {
       liveHost = ""; // no live feed: the board still loads over HTTP
     }
+    const spread = Number(found && found.resetSpreadSeconds);
     return {
       apiUrl: withoutTrailingSlash(pick(found && found.apiUrl, defaults.apiUrl)),
       liveUrl: pick(found && found.liveUrl, defaults.liveUrl),
       liveHost,
+      resetSpreadMs: 1000 * (Number.isFinite(spread) && spread >= 0 ? spread : RESET_SPREAD_SECONDS),
     };
   }
 
@@ -734,6 +740,10 @@
       return;
     }
     ui.countdown.textContent = "new season starting…";
+    if (boards.spreadFor !== board.endsAt) {
+      boards.spreadFor = board.endsAt; // once per reset: this page's moment to ask
+      boards.recheckAt = Math.max(boards.recheckAt, board.endsAt + Math.random() * config.resetSpreadMs);
+    }
     if (Date.now() >= boards.recheckAt) loadBoards();
   }
 

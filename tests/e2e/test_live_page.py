@@ -279,7 +279,10 @@ def open_page(
         **context_options: Any,
     ) -> PageSession:
         context = browser.new_context(**context_options)
-        config = json.dumps({"apiUrl": api_url, "liveUrl": live.realtime_url, "liveHttpUrl": live.http_url})
+        config = json.dumps(
+            # No spread of the moment a page asks for a new season: the tests watch a reset as it happens.
+            {"apiUrl": api_url, "liveUrl": live.realtime_url, "liveHttpUrl": live.http_url, "resetSpreadSeconds": 0}
+        )
         context.route(
             f"{api_url}/config.json", lambda route: route.fulfill(content_type="application/json", body=config)
         )
