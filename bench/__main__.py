@@ -351,6 +351,11 @@ the top 10 before and after, raises the version and tries the publishing lease; 
 interpreter adds its own work (arguments in, replies out). A `best` board keeps a write only if it beats the
 player's best (share of its writes applied here: {", ".join(best_shares) or "none"}); the others cost the lookups.
 
+What that means on ElastiCache Serverless, which bills ECPUs by the CPU time a command takes and serves about
+30,000 ECPU a second per slot (a board's season is one slot): if a ZINCRBY costs about one ECPU, a score costs about
+{cpu_ratio:.1f} on each board it feeds, so one board takes at most about {30_000 / cpu_ratio:,.0f} scores a second
+(more boards are more slots, each with its own ceiling).
+
 ## The top-10 read beside plain redis-py
 
 `Board.top()` (one ZREVRANGE 0 9 WITHSCORES: the names travel in the members, so there is nothing else to fetch,
