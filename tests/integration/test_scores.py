@@ -462,6 +462,11 @@ def test_rebuilds_running_while_scores_arrive_converge_to_the_ledger(game: Game)
     assert rebuilds > 0
     assert {entry["user_id"]: entry["score"] for entry in game.top()} == expected
     assert all(game.total(player) == expected[player.user_id] for player in players)
+    # Every board the scores feed converged too: this week's sums, today's best single scores (10 * index + 4).
+    assert {s.user_id: s.score for s in game.board("weekly").page(0, 100)} == expected
+    assert {s.user_id: s.score for s in game.board("daily-best").page(0, 100)} == {
+        player.user_id: 10 * index + 4 for index, player in enumerate(players)
+    }
 
 
 def test_scores_still_in_the_queue_count_against_the_cap(game: Game) -> None:
