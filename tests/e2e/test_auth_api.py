@@ -1,5 +1,6 @@
 """The authentication API over HTTP, against the local runtime or a deployed stack (API_URL)."""
 
+import json
 import time
 import uuid
 from typing import Any
@@ -150,3 +151,93 @@ def test_failed_logins_are_throttled_with_retry_after(api: Api) -> None:
 def test_bad_input_is_a_clear_4xx(api: Api, path: str, raw: str, status: int) -> None:
     body = assert_problem(api.post(path, raw=raw), status)
     assert "pydantic" not in str(body).lower()
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_not_sent_as_json_is_415_and_registers_nobody(api_url: str, content_type: str | None) -> None:
+    username = f"e2e_{uuid.uuid4().hex[:12]}"
+    body = json.dumps({"username": username, "password": "correct horse battery"})
+    headers = {"Content-Type": content_type} if content_type else {}
+
+    response = requests.post(f"{api_url}/v1/users", data=body.encode(), headers=headers, timeout=30)
+
+    assert response.status_code == 415
+    assert response.headers["Content-Type"] == "application/problem+json"
+    login = requests.post(
+        f"{api_url}/v1/login", json={"username": username, "password": "correct horse battery"}, timeout=30
+    )
+    assert login.status_code == 401  # nobody was registered
+
+
+def test_a_key_given_twice_is_400_and_registers_nobody(api_url: str) -> None:
+    username = f"e2e_{uuid.uuid4().hex[:12]}"
+    body = f'{{"username": "{username}", "password": "x", "password": "correct horse battery"}}'
+
+    response = requests.post(f"{api_url}/v1/users", data=body, headers={"Content-Type": "application/json"}, timeout=30)
+
+    assert response.status_code == 400
+    assert "more than once" in response.json()["detail"]
+    login = requests.post(
+        f"{api_url}/v1/login", json={"username": username, "password": "correct horse battery"}, timeout=30
+    )
+    assert login.status_code == 401
+
+
+@pytest.mark.parametrize("respell", ["{}=", "{}==", "{}.", "{}.e30"])
+def test_an_access_token_spelled_another_way_is_refused(api_url: str, respell: str) -> None:
+    username = f"e2e_{uuid.uuid4().hex[:12]}"
+    credentials = {"username": username, "password": "correct horse battery"}
+    assert requests.post(f"{api_url}/v1/users", json=credentials, timeout=30).status_code == 201
+    token = requests.post(f"{api_url}/v1/login", json=credentials, timeout=30).json()["access_token"]
+    good = requests.post(f"{api_url}/v1/actions", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert good.status_code == 201
+
+    spelled = respell.format(token)
+    response = requests.post(f"{api_url}/v1/actions", headers={"Authorization": f"Bearer {spelled}"}, timeout=30)
+
+    assert response.status_code in (401, 403)
+
+
+def test_logging_out_everywhere_ends_every_refresh_token_but_not_a_new_login(api_url: str) -> None:
+    username = f"e2e_{uuid.uuid4().hex[:12]}"
+    credentials = {"username": username, "password": "correct horse battery"}
+    assert requests.post(f"{api_url}/v1/users", json=credentials, timeout=30).status_code == 201
+    phone = requests.post(f"{api_url}/v1/login", json=credentials, timeout=30).json()
+    laptop = requests.post(f"{api_url}/v1/login", json=credentials, timeout=30).json()
+
+    ended = requests.post(
+        f"{api_url}/v1/logout/everywhere", headers={"Authorization": f"Bearer {phone['access_token']}"}, timeout=30
+    )
+
+    assert ended.status_code == 204
+    for session in (phone, laptop):
+        again = requests.post(
+            f"{api_url}/v1/token/refresh", json={"refresh_token": session["refresh_token"]}, timeout=30
+        )
+        assert again.status_code == 401
+    fresh = requests.post(f"{api_url}/v1/login", json=credentials, timeout=30).json()
+    renewed = requests.post(f"{api_url}/v1/token/refresh", json={"refresh_token": fresh["refresh_token"]}, timeout=30)
+    assert renewed.status_code == 200
+
+
+def test_changing_the_password_needs_the_current_one_and_ends_every_session(api_url: str) -> None:
+    username = f"e2e_{uuid.uuid4().hex[:12]}"
+    credentials = {"username": username, "password": "correct horse battery"}
+    assert requests.post(f"{api_url}/v1/users", json=credentials, timeout=30).status_code == 201
+    session = requests.post(f"{api_url}/v1/login", json=credentials, timeout=30).json()
+    bearer = {"Authorization": f"Bearer {session['access_token']}"}
+
+    def change(current: str) -> int:
+        body = {"current_password": current, "new_password": "a brand new horse"}
+        return requests.post(f"{api_url}/v1/password", json=body, headers=bearer, timeout=30).status_code
+
+    assert change("not the password") == 403
+    assert requests.post(f"{api_url}/v1/login", json=credentials, timeout=30).status_code == 200  # nothing changed
+    assert change("correct horse battery") == 204
+    assert requests.post(f"{api_url}/v1/login", json=credentials, timeout=30).status_code == 401
+    new = {"username": username, "password": "a brand new horse"}
+    assert requests.post(f"{api_url}/v1/login", json=new, timeout=30).status_code == 200
+    old = requests.post(f"{api_url}/v1/token/refresh", json={"refresh_token": session["refresh_token"]}, timeout=30)
+    assert old.status_code == 401
+    unauthenticated = requests.post(f"{api_url}/v1/password", json={}, timeout=30)
+    assert unauthenticated.status_code == 401

@@ -4,13 +4,15 @@
 import json
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from functions.login import authorize, login, logout, refresh_token, register
-from leaderboard import login_throttle, signing_keys
+from functions.login import authorize, login, logout, logout_everywhere, refresh_token, register
+from functions.login import change_password as change_password_handler
+from leaderboard import auth, login_throttle, signing_keys, tokens
 from leaderboard.identity import Identity
 from leaderboard.tokens import issue_access_token
 from tests.conftest import FakeLambdaContext, load_event
@@ -467,3 +469,91 @@ def test_no_password_or_token_is_ever_logged(stack: Stack, caplog: pytest.LogCap
     for secret in secrets:
         assert secret not in output
     assert "$argon2" not in output
+
+
+# --- sessions: change the password, log out everywhere ------------------------------------------------------------
+
+
+def change_password(caller: dict[str, str], current: str, new: str, source_ip: str = "203.0.113.10") -> Any:
+    body = {"current_password": current, "new_password": new}
+    return call(
+        change_password_handler, with_body("change_password_wrong_current", body, caller=caller, source_ip=source_ip)
+    )
+
+
+def caller_of(account: dict[str, Any]) -> dict[str, str]:
+    return {"user_id": account["user_id"], "username": account["username"], "display_name": account["display_name"]}
+
+
+def test_logging_out_everywhere_ends_every_session_and_a_new_login_starts_a_live_one(stack: Stack) -> None:
+    account = sign_up()
+    phone, laptop = log_in()[1], log_in()[1]
+    event = load_event("logout_everywhere")
+    event["requestContext"]["authorizer"] = {"lambda": caller_of(account)}
+
+    status, body, _ = call(logout_everywhere, event)
+
+    assert (status, body) == (204, {})
+    assert refresh(phone["refresh_token"])[0] == 401
+    assert refresh(laptop["refresh_token"])[0] == 401
+    tablet = log_in()[1]  # a login after it is a new session
+    assert refresh(tablet["refresh_token"])[0] == 200
+    # An access token already issued runs out on its own (see the window test below).
+    assert authorizer_says(phone["access_token"])["isAuthorized"] is True
+
+
+def test_a_password_change_needs_the_current_password_and_ends_every_session(stack: Stack) -> None:
+    account = sign_up()
+    session = log_in()[1]
+
+    wrong = change_password(caller_of(account), "not the password", "a new correct horse")
+    right = change_password(caller_of(account), PASSWORD, "a new correct horse")
+
+    assert wrong[0] == 403
+    assert right[0] == 204
+    assert refresh(session["refresh_token"])[0] == 401
+    assert log_in()[0] == 401  # the old password no longer opens the account
+    assert log_in(password="a new correct horse")[0] == 200
+
+
+def test_a_refused_password_change_changes_nothing(stack: Stack) -> None:
+    account = sign_up()
+    session = log_in()[1]
+
+    assert change_password(caller_of(account), "not the password", "a new correct horse")[0] == 403
+    assert change_password(caller_of(account), PASSWORD, "short")[0] == 400
+
+    assert log_in()[0] == 200
+    assert refresh(session["refresh_token"])[0] == 200
+
+
+def test_guessing_the_current_password_is_throttled_like_logins(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(login_throttle, "ACCOUNT_FROM_ADDRESS_LIMIT", 3)
+    account = sign_up()
+
+    answers = [change_password(caller_of(account), f"guess {n}", "a new correct horse")[0] for n in range(4)]
+
+    assert answers == [403, 403, 403, 429]
+    assert change_password(caller_of(account), PASSWORD, "a new correct horse", source_ip="198.51.100.7")[0] == 204
+
+
+def test_an_access_token_is_honoured_for_its_lifetime_and_leeway_after_a_logout_and_no_longer(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = sign_up()
+    call(logout_everywhere, with_body("logout_everywhere", "", caller=caller_of(account)))
+    identity = Identity(account["user_id"], account["username"], account["display_name"])
+    key, now = signing_keys.keys.current(), time.time()
+
+    def issued_ago(seconds: float) -> str:
+        with monkeypatch.context() as patch:
+            patch.setattr(tokens.time, "time", lambda: now - seconds)
+            return issue_access_token(
+                identity, key, issuer=os.environ["JWT_ISSUER"], audience=os.environ["JWT_AUDIENCE"]
+            )
+
+    lifetime_and_leeway = tokens.ACCESS_TOKEN_SECONDS + tokens.LEEWAY_SECONDS
+    assert authorizer_says(issued_ago(lifetime_and_leeway - 5))["isAuthorized"] is True  # a logout does not end it
+    assert authorizer_says(issued_ago(lifetime_and_leeway + 5)) == {"isAuthorized": False}
+    # API Gateway may serve a cached "allow" for ReauthorizeEvery seconds more: the documented window.
+    assert auth.ACCESS_TOKEN_WINDOW == lifetime_and_leeway + 240 == 870

@@ -9,7 +9,7 @@ import pytest
 from leaderboard import http
 from leaderboard.bodies import LoginBody, RegisterBody
 from leaderboard.identity import Identity
-from leaderboard.problems import Conflict, InvalidRequest, PayloadTooLarge, TooManyRequests
+from leaderboard.problems import Conflict, InvalidRequest, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from tests.conftest import load_event
 
 
@@ -26,6 +26,46 @@ def invalid(event_name: str) -> InvalidRequest:
 def test_a_valid_body_is_parsed() -> None:
     body = http.parse_body(load_event("register_ok"), RegisterBody)
     assert (body.username, body.password, body.display_name) == ("alice", "correct horse battery", "Alice")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON", "application/json; charset=UTF-8", 'application/json;charset="utf-8"'],
+)
+def test_a_body_declared_json_is_parsed(content_type: str) -> None:
+    event = load_event("register_ok")
+    event["headers"]["content-type"] = content_type
+    assert http.parse_body(event, RegisterBody).username == "alice"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", "application/jsonp"],
+)
+def test_a_body_not_declared_json_is_415(content_type: str | None) -> None:
+    event = load_event("register_ok")
+    event["headers"].pop("content-type", None)
+    if content_type is not None:
+        event["headers"]["content-type"] = content_type
+
+    with pytest.raises(UnsupportedMediaType):
+        http.parse_body(event, RegisterBody)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"username": "alice", "username": "mallory", "password": "correct horse battery"}',
+        '{"username": "alice", "password": "correct horse battery", "password": "x"}',
+        '{"username": "alice", "password": "correct horse battery", "display_name": "A", "display_name": "A"}',
+    ],
+)
+def test_a_key_given_twice_is_400_whatever_the_values(body: str) -> None:
+    event = load_event("register_ok")
+    event["body"] = body
+
+    with pytest.raises(InvalidRequest, match="more than once"):
+        http.parse_body(event, RegisterBody)
 
 
 def test_a_base64_body_is_decoded_first() -> None:

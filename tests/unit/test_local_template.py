@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from leaderboard import auth
 from local.schedule_expressions import CronSchedule, RateSchedule
 from local.specs import ChannelHandler, ChannelNamespaceSpec, EventAuthorizer, ResourceIdentity
 from local.template import (
@@ -169,7 +170,7 @@ def test_the_authorizer_of_template_yaml_is_read_as_api_gateway_configures_it(
     assert authorizer.function_id == "AuthorizeFunction"
     assert (authorizer.payload_format, authorizer.simple_responses) == ("2.0", True)
     assert authorizer.identity_headers == ("Authorization",)
-    assert authorizer.ttl_seconds == 240
+    assert authorizer.ttl_seconds == 240 == auth.AUTHORIZER_CACHE_SECONDS  # the documented access-token window's
 
 
 def test_the_login_function_gets_globals_and_its_own_environment_with_intrinsics_resolved(

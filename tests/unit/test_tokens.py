@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from leaderboard import token_families
 from leaderboard.identity import Identity
 from leaderboard.signing_keys import SigningKey, SigningKeys
 from leaderboard.tokens import (
@@ -105,7 +106,28 @@ def test_a_token_whose_key_is_neither_current_nor_previous_is_refused() -> None:
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
 def test_unsigned_tokens_are_refused(alg: str) -> None:
     token = f"{b64({'alg': alg, 'typ': 'at+jwt', 'kid': 'v1'})}.{b64(claims())}."
-    assert refused(token) == "algorithm not allowed"
+    assert refused(token) == "malformed"  # an empty signature is not a spelling of any token we issue
+    assert refused(f"{token}c2ln") == "algorithm not allowed"
+
+
+def test_a_token_has_one_spelling() -> None:
+    token = issue_access_token(ALICE, KEY, issuer=ISSUER, audience=AUDIENCE)
+    header, payload, signature = token.split(".")
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # The signature's last character carries unused bits (32 bytes in 43 characters): setting one spells the same bytes.
+    unused_bit = last[last.index(signature[-1]) ^ 1]
+
+    assert verify(token) == ALICE
+    for respelled in (
+        f"{token}=",  # padding (PyJWT alone accepts it)
+        f"{header}.{payload}=.{signature}",
+        f"{token}\n",
+        f"{token} ",
+        f"{token}.",
+        f"{header}.{payload}.{signature[:-1]}{unused_bit}",
+        f"{header}.{payload}.+{signature[1:]}",  # base64, not base64url
+    ):
+        assert refused(respelled) == "malformed", respelled
 
 
 @pytest.mark.parametrize("alg", ["HS384", "HS512", "hs256"])
@@ -211,3 +233,12 @@ def test_a_token_without_a_usable_subject_or_names_is_refused(claim: str, value:
 )
 def test_bearer_token_takes_only_the_bearer_scheme(header: str, token: str) -> None:
     assert bearer_token(header) == token
+
+
+@pytest.mark.parametrize("suffix", ["\n", " ", "=", ".", "\r\n"])
+def test_a_refresh_token_has_one_spelling(suffix: str) -> None:
+    token = f"{'f' * 22}.{'s' * 43}"
+    assert token_families._parse(token) == ("f" * 22, "s" * 43)
+
+    with pytest.raises(token_families.RefreshRefused):
+        token_families._parse(token + suffix)

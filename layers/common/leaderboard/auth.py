@@ -10,7 +10,12 @@ from leaderboard import login_throttle, passwords, signing_keys, token_families,
 from leaderboard.config import settings
 from leaderboard.identity import Identity
 from leaderboard.problems import Conflict, Forbidden, TooManyRequests, Unauthorized
-from leaderboard.tokens import ACCESS_TOKEN_SECONDS, issue_access_token
+from leaderboard.tokens import ACCESS_TOKEN_SECONDS, LEEWAY_SECONDS, issue_access_token
+
+# How long an access token issued before a logout or a password change may still be honoured: its lifetime, the
+# verifier's leeway, and API Gateway's cache of the authorizer's answer (template.yaml, ReauthorizeEvery: 240).
+AUTHORIZER_CACHE_SECONDS = 240
+ACCESS_TOKEN_WINDOW = ACCESS_TOKEN_SECONDS + LEEWAY_SECONDS + AUTHORIZER_CACHE_SECONDS
 
 _LOGIN_FAILED = "The username or password is incorrect."
 
@@ -44,10 +49,7 @@ def register(username: str, password: str, display_name: str | None) -> users.Us
 def login(username: str, password: str, address: str) -> Session:
     """A new session for the right password. An unknown user and a wrong password get the same answer
     after the same work; too many failures get 429 with Retry-After."""
-    try:
-        reservation = login_throttle.reserve(users.username_key(username), address)
-    except login_throttle.Throttled as throttled:
-        raise TooManyRequests("Too many failed logins; try again later.", retry_after=throttled.retry_after) from None
+    reservation = _reserve_attempt(username, address)
     user = users.find_user(username)
     # Verified even for an unknown user (against a decoy hash): the same work, the same answer.
     valid = passwords.verify_password(user.password_hash if user else None, password)
@@ -67,6 +69,32 @@ def refresh(refresh_token: str) -> Session:
     except token_families.RefreshRefused:
         raise Unauthorized("The refresh token is not valid; log in again.") from None
     return _session(owner, next_token)
+
+
+def change_password(caller: Identity, current_password: str, new_password: str, address: str) -> None:
+    """Replace the caller's password, given the current one (throttled like logins: this too guesses a password),
+    and end every session: each refresh token stops working; access tokens run out within ACCESS_TOKEN_WINDOW."""
+    reservation = _reserve_attempt(caller.username, address)
+    user = users.find_user(caller.username)
+    if user is None or user.user_id != caller.user_id:
+        raise Forbidden("This account no longer exists.")
+    if not passwords.verify_password(user.password_hash, current_password):
+        raise Forbidden("The current password is incorrect.")  # the reserved attempt stays counted
+    login_throttle.release(reservation)
+    users.replace_password_hash(user.username, passwords.hash_password(new_password))
+    token_families.end_all(user.user_id)
+
+
+def logout_everywhere(user_id: str) -> None:
+    """End every session of the player (see change_password for what still works, and how long)."""
+    token_families.end_all(user_id)
+
+
+def _reserve_attempt(username: str, address: str) -> login_throttle.Reservation:
+    try:
+        return login_throttle.reserve(users.username_key(username), address)
+    except login_throttle.Throttled as throttled:
+        raise TooManyRequests("Too many failed logins; try again later.", retry_after=throttled.retry_after) from None
 
 
 def logout(refresh_token: str, user_id: str) -> None:

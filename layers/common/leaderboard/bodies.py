@@ -66,6 +66,11 @@ class LogoutBody(_Body):
     refresh_token: RefreshToken
 
 
+class ChangePasswordBody(_Body):
+    current_password: LoginPassword
+    new_password: NewPassword
+
+
 # Integers past 2^53 are not exact in JSON clients (JavaScript) nor in Redis: they are a type error, not a range one.
 MAX_EXACT_INTEGER = 2**53
 _Id = Annotated[str, Field(min_length=1, max_length=64, description="an id string")]

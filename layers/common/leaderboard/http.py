@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from leaderboard.identity import Identity
-from leaderboard.problems import InvalidRequest, PayloadTooLarge, Problem
+from leaderboard.problems import InvalidRequest, PayloadTooLarge, Problem, UnsupportedMediaType
 
 logger = Logger(child=True)
 
@@ -66,8 +66,11 @@ def endpoint(handler: Handler) -> Handler:
 
 
 def parse_body[M: BaseModel](event: Event, model: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:
-    """The request body validated against `model`; 413 when oversize, 400 naming each bad field otherwise."""
+    """The request body validated against `model`: 415 unless it is declared `application/json`, 413 when oversize,
+    400 for a key given twice (one spelling per request: no "last one wins"), 400 naming each bad field otherwise."""
     text: str = event.get("body") or ""
+    if text and not _is_json(event):
+        raise UnsupportedMediaType("The request body must be JSON, sent with Content-Type: application/json.")
     if event.get("isBase64Encoded"):
         try:
             raw = base64.b64decode(text, validate=True)
@@ -77,10 +80,39 @@ def parse_body[M: BaseModel](event: Event, model: type[M], max_bytes: int = MAX_
         raw = text.encode(errors="surrogatepass")  # measured in bytes, as sent
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.")
+    _refuse_repeated_keys(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise _invalid_body(model, exc) from None
+
+
+def _is_json(event: Event) -> bool:
+    """The body is declared `application/json` (charset, if named, UTF-8). Payload 2.0 lowercases header names."""
+    media_type, *parameters = (event.get("headers") or {}).get("content-type", "").split(";")
+    if media_type.strip().lower() != "application/json":
+        return False
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+def _refuse_repeated_keys(raw: bytes) -> None:
+    """400 if any object of the body names a key twice; malformed JSON is left to the model's own parse."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise InvalidRequest(f"The request body names {repeated[0]!r} more than once.")
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return
 
 
 def _invalid_body(model: type[BaseModel], exc: ValidationError) -> InvalidRequest:

@@ -67,6 +67,12 @@ class PayloadTooLarge(Problem):
     slug = "payload-too-large"
 
 
+class UnsupportedMediaType(Problem):
+    status = 415
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
+
+
 class UnprocessableContent(Problem):
     status = 422
     title = "Unprocessable content"

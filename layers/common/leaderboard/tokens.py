@@ -5,6 +5,9 @@ set of header keys (so `crit`, `jku`, `jwk`, `x5u`... are refused), every claim 
 Refresh tokens are not JWTs at all (see token_families), so neither kind can stand in for the other.
 """
 
+import base64
+import binascii
+import re
 import time
 import uuid
 from typing import TypeGuard
@@ -24,6 +27,7 @@ REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub", "jti")
 _HEADER_KEYS = {"alg", "typ", "kid"}
 # A real token is about 400 bytes; bigger input is refused before any parsing.
 MAX_TOKEN_LENGTH = 2048
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class InvalidToken(Exception):
@@ -52,7 +56,7 @@ def issue_access_token(identity: Identity, key: SigningKey, issuer: str, audienc
 
 def verify_access_token(token: str, keys: SigningKeys, issuer: str, audience: str) -> Identity:
     """The identity in a valid access token; InvalidToken for anything else."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
+    if not token or len(token) > MAX_TOKEN_LENGTH or not _single_spelling(token):
         raise InvalidToken("malformed")
     try:
         header = jwt.get_unverified_header(token)
@@ -90,6 +94,21 @@ def verify_access_token(token: str, keys: SigningKeys, issuer: str, audience: st
 def verify_caller(token: str) -> Identity:
     """Who an access token presented to this stack names, checked against the stack's keys, issuer and audience."""
     return verify_access_token(token, signing_keys.keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+
+
+def _single_spelling(token: str) -> bool:
+    """Three base64url segments written the one way the encoder writes them: no padding, no trailing or stray
+    characters, no unused bits set (PyJWT alone would take `<token>=` for the token)."""
+    segments = token.split(".")
+    return len(segments) == 3 and all(_SEGMENT.fullmatch(segment) and _canonical(segment) for segment in segments)
+
+
+def _canonical(segment: str) -> bool:
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return base64.urlsafe_b64encode(decoded).rstrip(b"=").decode() == segment
 
 
 def _text(value: object) -> TypeGuard[str]:
