@@ -13,6 +13,6 @@ logger = Logger()
 @http.endpoint
 def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
     body = http.parse_body(event, RefreshBody)
-    session = auth.refresh(body.refresh_token)
+    session = auth.refresh(body.refresh_token, http.source_ip(event))
     logger.info("tokens refreshed", extra={"user_id": session.user_id})
     return http.json_response(200, session.body(), headers={"Cache-Control": "no-store"})

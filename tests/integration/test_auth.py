@@ -1,6 +1,7 @@
 """The authentication routes end to end in-process: real handlers, DynamoDB and Secrets Manager from moto
 (tables and secret built from template.yaml), the signing key read through the emulated Secrets extension."""
 
+import contextlib
 import json
 import os
 import threading
@@ -13,10 +14,12 @@ import pytest
 from functions.login import authorize, login, logout, logout_everywhere, refresh_token, register
 from functions.login import change_password as change_password_handler
 from leaderboard import auth, login_throttle, signing_keys, tokens
+from leaderboard import security_events as security_events_module
 from leaderboard.identity import Identity
 from leaderboard.tokens import issue_access_token
+from local.template import Template
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import Stack
+from tests.integration.conftest import PROJECT_ROOT, Stack
 
 PASSWORD = "correct horse battery"
 
@@ -557,3 +560,88 @@ def test_an_access_token_is_honoured_for_its_lifetime_and_leeway_after_a_logout_
     assert authorizer_says(issued_ago(lifetime_and_leeway + 5)) == {"isAuthorized": False}
     # API Gateway may serve a cached "allow" for ReauthorizeEvery seconds more: the documented window.
     assert auth.ACCESS_TOKEN_WINDOW == lifetime_and_leeway + 240 == 870
+
+
+# --- security events --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def watched(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> "Watched":
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "leaderboard")  # as template.yaml's Globals set it
+    return Watched(capsys, caplog)
+
+
+class Watched:
+    """What the functions logged as security events, and the metrics they printed (embedded metric format)."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+        self.capsys, self.caplog = capsys, caplog
+
+    def clear(self) -> None:
+        self.capsys.readouterr()
+        self.caplog.clear()
+
+    def events(self) -> list[tuple[str, str, str]]:
+        records = [r for r in self.caplog.records if hasattr(r, "security_event")]
+        return [(r.security_event, r.user, r.address) for r in records]
+
+    def counted(self) -> list[str]:
+        """The metrics counted, by name, in the template's alarms' namespace and dimension."""
+        names = []
+        for line in self.capsys.readouterr().out.splitlines():
+            with contextlib.suppress(ValueError):
+                emf = json.loads(line)
+                for directive in emf.get("_aws", {}).get("CloudWatchMetrics", []):
+                    if directive["Namespace"] == "Leaderboard" and emf.get("service") == "leaderboard":
+                        names += [metric["Name"] for metric in directive["Metrics"]]
+        return names
+
+    def logged_text(self) -> str:
+        return "\n".join(record.getMessage() + repr(record.__dict__) for record in self.caplog.records)
+
+
+def test_failed_logins_and_throttling_are_logged_with_the_account_and_address_and_counted(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, watched: Watched
+) -> None:
+    monkeypatch.setattr(login_throttle, "ACCOUNT_FROM_ADDRESS_LIMIT", 2)
+    sign_up()
+    watched.clear()
+
+    statuses = [log_in(password=f"guess {n}", source_ip="198.51.100.9")[0] for n in range(3)]
+
+    assert statuses == [401, 401, 429]
+    assert watched.events() == [
+        ("FailedLogin", "alice", "198.51.100.9"),
+        ("FailedLogin", "alice", "198.51.100.9"),
+        ("LoginThrottled", "alice", "198.51.100.9"),
+    ]
+    assert watched.counted() == ["FailedLogin", "FailedLogin", "LoginThrottled"]
+    assert "guess" not in watched.logged_text()  # never a password
+
+
+def test_refresh_token_reuse_is_logged_with_the_player_and_address_and_counted(stack: Stack, watched: Watched) -> None:
+    account = sign_up()
+    spent = log_in()[1]["refresh_token"]
+    assert refresh(spent)[0] == 200
+    watched.clear()
+
+    assert refresh(spent)[0] == 401
+
+    assert watched.events() == [("RefreshTokenReuse", account["user_id"], "203.0.113.10")]
+    assert watched.counted() == ["RefreshTokenReuse"]
+    assert spent.split(".")[1] not in watched.logged_text()  # never a token, nor its secret
+
+
+def test_each_security_event_has_an_alarm_in_the_template() -> None:
+    template = Template(PROJECT_ROOT / "template.yaml")
+    alarms = template.resources_of_type("AWS::CloudWatch::Alarm").values()
+    watched = {
+        alarm["Properties"]["MetricName"]
+        for alarm in alarms
+        if alarm["Properties"]["Namespace"] == security_events_module.NAMESPACE
+        and alarm["Properties"]["Dimensions"] == [{"Name": "service", "Value": "leaderboard"}]
+    }
+
+    assert watched == {str(event) for event in security_events_module.SecurityEvent}

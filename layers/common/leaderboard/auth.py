@@ -10,6 +10,7 @@ from leaderboard import login_throttle, passwords, signing_keys, token_families,
 from leaderboard.config import settings
 from leaderboard.identity import Identity
 from leaderboard.problems import Conflict, Forbidden, TooManyRequests, Unauthorized
+from leaderboard.security_events import SecurityEvent, record
 from leaderboard.tokens import ACCESS_TOKEN_SECONDS, LEEWAY_SECONDS, issue_access_token
 
 # How long an access token issued before a logout or a password change may still be honoured: its lifetime, the
@@ -54,6 +55,7 @@ def login(username: str, password: str, address: str) -> Session:
     # Verified even for an unknown user (against a decoy hash): the same work, the same answer.
     valid = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not valid:
+        record(SecurityEvent.FAILED_LOGIN, user=users.username_key(username), address=address)
         raise Unauthorized(_LOGIN_FAILED)  # the reserved attempt stays counted
     login_throttle.release(reservation)
     if passwords.needs_rehash(user.password_hash):
@@ -62,10 +64,13 @@ def login(username: str, password: str, address: str) -> Session:
     return _session(owner, token_families.start_family(owner))
 
 
-def refresh(refresh_token: str) -> Session:
+def refresh(refresh_token: str, address: str) -> Session:
     """Spend a refresh token for a new pair; a spent token revokes its whole family."""
     try:
         owner, next_token = token_families.rotate(refresh_token)
+    except token_families.ReuseDetected as reuse:
+        record(SecurityEvent.REFRESH_TOKEN_REUSE, user=reuse.user_id, address=address)
+        raise Unauthorized("The refresh token is not valid; log in again.") from None
     except token_families.RefreshRefused:
         raise Unauthorized("The refresh token is not valid; log in again.") from None
     return _session(owner, next_token)
@@ -79,6 +84,7 @@ def change_password(caller: Identity, current_password: str, new_password: str, 
     if user is None or user.user_id != caller.user_id:
         raise Forbidden("This account no longer exists.")
     if not passwords.verify_password(user.password_hash, current_password):
+        record(SecurityEvent.FAILED_LOGIN, user=user.user_id, address=address)
         raise Forbidden("The current password is incorrect.")  # the reserved attempt stays counted
     login_throttle.release(reservation)
     users.replace_password_hash(user.username, passwords.hash_password(new_password))
@@ -94,6 +100,7 @@ def _reserve_attempt(username: str, address: str) -> login_throttle.Reservation:
     try:
         return login_throttle.reserve(users.username_key(username), address)
     except login_throttle.Throttled as throttled:
+        record(SecurityEvent.LOGIN_THROTTLED, user=users.username_key(username), address=address)
         raise TooManyRequests("Too many failed logins; try again later.", retry_after=throttled.retry_after) from None
 
 

@@ -34,6 +34,14 @@ class RefreshRefused(Exception):
         self.reason = reason
 
 
+class ReuseDetected(RefreshRefused):
+    """A secret of the family other than the current one was presented: the family is revoked."""
+
+    def __init__(self, reason: str, user_id: str) -> None:
+        super().__init__(reason)
+        self.user_id = user_id
+
+
 class NotYourToken(Exception):
     """The refresh token belongs to another player."""
 
@@ -76,7 +84,7 @@ def rotate(refresh_token: str) -> tuple[Identity, str]:
     spent_hash = _hash(secret)
     if not hmac.compare_digest(family["token_hash"]["S"], spent_hash):
         _revoke(family_id)
-        raise RefreshRefused("reuse detected; family revoked")
+        raise ReuseDetected("reuse detected; family revoked", family["user_id"]["S"])
     next_secret = secrets.token_urlsafe(32)
     client = dynamodb()
     try:
@@ -95,7 +103,7 @@ def rotate(refresh_token: str) -> tuple[Identity, str]:
         )
     except client.exceptions.ConditionalCheckFailedException:
         _revoke(family_id)
-        raise RefreshRefused("concurrent reuse detected; family revoked") from None
+        raise ReuseDetected("concurrent reuse detected; family revoked", family["user_id"]["S"]) from None
     owner = Identity(
         user_id=family["user_id"]["S"], username=family["username"]["S"], display_name=family["display_name"]["S"]
     )
