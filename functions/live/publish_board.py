@@ -29,11 +29,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
         return
     for record in event["Records"]:  # BatchSize 1: one wake-up, one lease
         wake_up = live.WakeUp.of(record["body"])
-        definition = game().boards.get(wake_up.board)
-        season = definition.season_named(wake_up.season) if definition else None
-        if definition is None or season is None:
+        found = game().season(wake_up.board, wake_up.season)
+        if found is None:
             logger.warning("a wake-up for no board of this stack", extra={"board": wake_up.board})
             continue
+        definition, season = found
         board = open_board(definition, season)
         published = live.publish_changes(board, wake_up.lease, context.get_remaining_time_in_millis)
         logger.info("board published", extra={"board": definition.id, "season": season.name, **asdict(published)})

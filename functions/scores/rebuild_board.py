@@ -21,11 +21,11 @@ logger = Logger()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     board_id, season = event.get("board"), event.get("season")
-    definition = game().boards.get(board_id) if board_id is not None else None
-    if board_id is not None and definition is None:
+    if board_id is not None and board_id not in game().boards:
         raise ValueError(f"no board {board_id!r}; the boards are {sorted(game().boards)}")
-    if season is not None and (definition is None or definition.season_named(season) is None):
+    if season is not None and game().season(str(board_id), season) is None:
         raise ValueError(f"no season {season!r} of board {board_id!r}; seasons are named like 2026-W49")
     written = scores.rebuild(now_ms, wanted=lambda key: board_id in (None, key[0]) and season in (None, key[1]))
-    logger.info("boards rebuilt", extra={"seasons": {f"{key[0]}/{key[1]}": count for key, count in written.items()}})
-    return {"players": {f"{key[0]}/{key[1]}": count for key, count in written.items()}}
+    players = {f"{key[0]}/{key[1]}": count for key, count in written.items()}
+    logger.info("boards rebuilt", extra={"seasons": players})
+    return {"players": players}

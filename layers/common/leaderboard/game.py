@@ -79,6 +79,18 @@ class Game:
     def boards_fed_by(self, action_type: str) -> list[BoardDefinition]:
         return [definition for definition in self.boards.values() if action_type in definition.action_types]
 
+    def season(self, board_id: str, season_name: str) -> tuple[BoardDefinition, Season] | None:
+        """The board and its season of these names; None if the game has no such board (since removed from its
+        definitions, say) or the board no such season."""
+        definition = self.boards.get(board_id)
+        season = definition.season_named(season_name) if definition else None
+        return (definition, season) if definition and season else None
+
+    def readable_season(self, board_id: str, season_name: str, now_ms: int) -> tuple[BoardDefinition, Season] | None:
+        """The same, if the season is readable at `now_ms`."""
+        found = self.season(board_id, season_name)
+        return found if found and found[0].is_readable(found[1], now_ms) else None
+
 
 def game() -> Game:
     """The game this stack is deployed with (GAME, parsed once per process and checked)."""

@@ -103,11 +103,12 @@ def _refuse_repeated_keys(raw: bytes) -> None:
     """400 if any object of the body names a key twice; malformed JSON is left to the model's own parse."""
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in items]
-        repeated = sorted({key for key in keys if keys.count(key) > 1})
-        if repeated:
-            raise InvalidRequest(f"The request body names {repeated[0]!r} more than once.")
-        return dict(items)
+        found: dict[str, Any] = {}
+        for key, value in items:
+            if key in found:
+                raise InvalidRequest(f"The request body names {key!r} more than once.")
+            found[key] = value
+        return found
 
     try:
         json.loads(raw, object_pairs_hook=pairs)

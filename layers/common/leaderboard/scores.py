@@ -365,9 +365,7 @@ class PlayerLedger:
     def forget_unreadable(self, now_ms: int) -> None:
         """Drop the seasons no longer readable (their final top 100 is archived): the item stays small."""
         for board_id, season_name in list(self.seasons):
-            definition = game().boards.get(board_id)
-            season = definition.season_named(season_name) if definition else None
-            if definition is None or season is None or not definition.is_readable(season, now_ms):
+            if game().readable_season(board_id, season_name, now_ms) is None:
                 del self.seasons[board_id, season_name]
 
 
@@ -463,10 +461,10 @@ def update_boards(points: dict[SeasonKey, list[PlayerTotal]], now_ms: int) -> No
     wake-up request for all the boards whose publishing lease a write took)."""
     leases: list[tuple[Board, str | None]] = []
     for (board_id, season_name), totals in points.items():
-        definition = game().boards.get(board_id)
-        season = definition.season_named(season_name) if definition else None
-        if definition is None or season is None:
+        found = game().season(board_id, season_name)
+        if found is None:
             continue  # a board since removed from the game's definitions
+        definition, season = found
         board = open_board(definition, season)
         leases.append((board, board.set_totals(totals, live=_on_show(definition, season, now_ms)).lease))
     live.wake_publishers(leases)
@@ -503,9 +501,7 @@ def rebuild(now_ms: int, wanted: Callable[[SeasonKey], bool] = _every, chunk: in
     written: dict[SeasonKey, int] = defaultdict(int)
     pending: dict[SeasonKey, list[PlayerTotal]] = defaultdict(list)
     for key, player in all_points(wanted):
-        definition = game().boards.get(key[0])
-        season = definition.season_named(key[1]) if definition else None
-        if definition is None or season is None or not definition.is_readable(season, now_ms):
+        if game().readable_season(*key, now_ms) is None:
             continue
         pending[key].append(player)
         if len(pending[key]) == chunk:
