@@ -3,7 +3,8 @@ capacity units (billed per WCU, on demand or provisioned).
 
 The stack runs in-process (moto, tables and queues from template.yaml; the real Redis, under a key prefix of its own,
 REDIS_KEY_PREFIX=KEY_PREFIX, whose keys are deleted afterwards). PLAYERS players each start ROUNDS actions and post a
-score for each through POST /v1/scores's handler, taking turns as players do. The queue is then drained as Lambda's
+score for each through POST /v1/scores's handler, taking turns as players do, each action played for the game's
+minimum duration (the process's clock moved on: `time.time` shifted). The queue is then drained as Lambda's
 SQS event source drains it: ReceiveMessage of up to 10 messages (the template's BatchSize), the consumer
 (`apply_scores.lambda_handler`) invoked with that batch, then DeleteMessageBatch of the messages it did not report as
 failed. Every check of the result goes through the project's own reads (the global board's standings).
@@ -53,6 +54,7 @@ from bench.board_fill import REDIS_URL
 from functions.actions import start_action
 from functions.scores import apply_scores, post_score
 from leaderboard import aws, board
+from leaderboard.actions import Action
 from leaderboard.game import game
 from leaderboard.identity import Identity
 from local.event_sources import sqs_event
@@ -217,12 +219,15 @@ class _Flow:
         self.queue_url, self.queue_arn = stack.physical_id("ScoresQueue"), stack.arn("ScoresQueue")
         self.players_table = stack.physical_id("PlayerTotalsTable")
 
-    def score(self, player: Identity, score: int, keyed: bool) -> None:
+    def play(self, scores: Mapping[Identity, int], keyed: bool) -> None:
+        """Each player starts a match, plays it for the game's minimum duration (the clock moved on), scores it."""
         with self.meter.stage("action"):
-            action_id = _start(player)
-        with self.meter.stage("post"):
-            status = _post(player, action_id, score, uuid.uuid4().hex if keyed else None)
-        assert status == 202, status
+            actions = {player: _start(player) for player in scores}
+        _skip(game().action_types["match"].min_duration_seconds)
+        for player, score in scores.items():
+            with self.meter.stage("post"):
+                status = _post(player, actions[player], score, uuid.uuid4().hex if keyed else None)
+            assert status == 202, status
 
     def drain(self) -> None:
         while True:
@@ -261,6 +266,13 @@ class _Flow:
             assert found is not None, "an accepted score never reached the board"
             assert found[0].score == points, "a score was lost or counted twice"
             assert boards is None or len(self.item(player)["seasons"]["M"]) == boards, self.item(player)
+
+
+_skipped = [0.0]  # seconds the process's clock has been moved on (run() installs the moved clock)
+
+
+def _skip(seconds: float) -> None:
+    _skipped[0] += seconds
 
 
 def _players(count: int) -> list[Identity]:
@@ -304,10 +316,9 @@ def _rounds(flow: _Flow, keyed: bool, boards: int) -> int:
     players = _players(PLAYERS)
     expected: Counter[Identity] = Counter()
     for round_ in range(ROUNDS):
-        for index, player in enumerate(players):
-            score = 1 + (round_ * PLAYERS + index) % 1000
-            flow.score(player, score, keyed)
-            expected[player] += score
+        scores = {player: 1 + (round_ * PLAYERS + index) % 1000 for index, player in enumerate(players)}
+        flow.play(scores, keyed)
+        expected.update(scores)
     flow.drain()
     flow.check(expected, boards)
     return PLAYERS * ROUNDS
@@ -322,10 +333,9 @@ def _over_days(flow: _Flow) -> dict[str, float]:
     largest: tuple[int, dict[str, Any]] = (0, {})
     for day in range(DAYS):
         with mock.patch("time.time", lambda day=day: real_time() + day * _DAY_SECONDS):
-            for index, player in enumerate(players):
-                score = 1 + (day * PLAYERS + index * 37) % 1000
-                flow.score(player, score, keyed=False)
-                expected[player] += score
+            scores = {player: 1 + (day * PLAYERS + index * 37) % 1000 for index, player in enumerate(players)}
+            flow.play(scores, keyed=False)
+            expected.update(scores)
             flow.drain()
             for player in players:
                 item = flow.item(player)
@@ -346,9 +356,13 @@ def _over_days(flow: _Flow) -> dict[str, float]:
         "dynamodb_player_item_bytes_per_board_season": round(per_season, 1),
         "dynamodb_player_item_bytes_without_seasons": bare,
         "dynamodb_board_seasons_per_kb": math.floor((KB - bare) / per_season),
-        # Each score accepted and not yet applied adds its action id (32 bytes) to the item's `pending` set.
-        "dynamodb_player_item_pending_room": (KB - size - len("pending")) // 32,
+        # Each score accepted and not yet applied adds its action id to the item's `pending` set.
+        "dynamodb_player_item_pending_room": (KB - size - len("pending")) // len(_an_action_id()),
     }
+
+
+def _an_action_id() -> str:
+    return Action.new(game().action_types["match"], int(time.time() * 1000)).action_id
 
 
 def one_board_game() -> str:
@@ -370,6 +384,7 @@ def run() -> dict[str, float]:
         with (
             in_process_stack(redis_url=REDIS_URL) as stack,
             mock.patch.dict(os.environ, {"REDIS_KEY_PREFIX": KEY_PREFIX}),
+            mock.patch("time.time", lambda real=time.time: real() + _skipped[0]),
             warnings.catch_warnings(),
             meter.installed(),
         ):

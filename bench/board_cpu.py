@@ -82,7 +82,7 @@ class _Board:
 def _boards(connection: "redis.Redis") -> list[_Board]:
     now_ms = int(time.time() * 1000)
     boards = []
-    for definition in parse(template_game()).boards_fed_by(DEFAULT_ACTION_TYPE):
+    for definition in parse(template_game()).boards_fed_by(DEFAULT_ACTION_TYPE, by_server=False):
         season = definition.season_at(now_ms)
         board = Board(
             f"bench-cpu-{definition.id}", season.name, connection, expires_at_ms=definition.expires_at_ms(season)

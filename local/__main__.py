@@ -41,7 +41,7 @@ from local.services import (
     read_running_stack,
     state_dir,
 )
-from local.specs import EventApiSpec, SqsEventSource
+from local.specs import AWS_IAM, EventApiSpec, SqsEventSource
 from local.template import Template, TemplateError
 from local.workers import MAX_WORKERS_PER_FUNCTION, Workers
 
@@ -114,7 +114,9 @@ def describe(
     authorizers = template.http_authorizers(endpoints.identities)
     for route in routes:
         line = f"  {route.route_key:<{width}}  -> {route.function_id}"
-        if route.authorizer:
+        if route.authorizer == AWS_IAM:
+            line += "  (AWS_IAM: SigV4 with the local credentials)"
+        elif route.authorizer:
             authorizer = authorizers[route.authorizer]
             line += f"  (authorizer {authorizer.function_id}, cached {authorizer.ttl_seconds} s)"
         lines.append(line)

@@ -1,6 +1,13 @@
 """The HTTP API, as API Gateway (HTTP API, payload format 2.0) serves it: routes, the Lambda authorizer with its
-cache, the event a function receives, how its result becomes the HTTP response, and API Gateway's own answers
-(``{"message": "Not Found"}`` and friends, from ``local.plumbing``).
+cache, IAM authorization (``AWS_IAM`` routes), the event a function receives, how its result becomes the HTTP
+response, and API Gateway's own answers (``{"message": "Not Found"}`` and friends, from ``local.plumbing``).
+
+IAM authorization: a route whose authorizer is ``AWS_IAM`` takes only requests SigV4-signed for ``execute-api`` with
+the local credentials (``local.services``: the ones every local function holds). API Gateway checks the signature
+first (unsigned: 403 ``{"message":"Forbidden"}``; a bad, stale or unknown-key signature: 403 with AWS's message and
+its ``x-amzn-ErrorType``), then the caller's ``execute-api:Invoke`` permission: locally that one identity, the
+IAM user ``local-operator`` of the local account, may invoke every route. The function gets it in
+``requestContext.authorizer.iam`` and no Lambda authorizer runs.
 """
 
 from __future__ import annotations
@@ -20,16 +27,20 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from local.plumbing import (
+    MISSING_SIGNATURE,
     AuthorizerCache,
+    SignatureError,
     failure,
     forwarded_headers,
     gateway_error,
     invoke_within,
     is_utf8,
     request_id,
+    verify_sigv4,
 )
-from local.specs import HttpRoute, LambdaAuthorizer
-from local.template import ACCOUNT_ID, LOCAL_API_ID, REGION
+from local.services import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from local.specs import AWS_IAM, HttpRoute, LambdaAuthorizer
+from local.template import ACCOUNT_ID, LOCAL_API_ID, REGION, stable_id
 from local.workers import Invocation, Invoker
 
 # API Gateway's request payload quota for HTTP APIs, and its maximum integration timeout.
@@ -45,6 +56,10 @@ _TEXT_MEDIA_TYPES = re.compile(
 _SERVER_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 Say = Callable[[str], None]
+
+# Who signed a request to an AWS_IAM route locally: one IAM user of the local account, allowed every route.
+LOCAL_OPERATOR_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/local-operator"
+LOCAL_OPERATOR_ID = "AIDA" + stable_id("local-operator", 17).upper()  # an IAM user's unique id starts AIDA
 
 
 # --- Routes ---
@@ -118,6 +133,8 @@ class RequestFacts:
     source_ip: str
     host: str
     body: bytes
+    # The headers as the client sent them (names in lower case, repeats comma-joined): what a signature covers.
+    sent_headers: dict[str, str]
     request_id: str
     received: datetime
 
@@ -133,6 +150,7 @@ class RequestFacts:
             source_ip=request.remote or "127.0.0.1",
             host=request.host,
             body=await request.read(),
+            sent_headers={name.lower(): ",".join(request.headers.getall(name)) for name in request.headers},
             request_id=request_id(),
             received=datetime.now(UTC),
         )
@@ -214,12 +232,13 @@ def http_event(
     facts: RequestFacts,
     route: HttpRoute,
     path_parameters: Mapping[str, str],
-    authorizer_context: Mapping[str, Any] | None = None,
+    authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The payload format 2.0 event API Gateway sends to a route's function."""
+    """The payload format 2.0 event API Gateway sends to a route's function; ``authorizer`` is what the route's
+    authorization found (``{"lambda": context}`` or ``{"iam": ...}``), None on an open route."""
     event = _common_fields(facts, route, path_parameters)
-    if authorizer_context is not None:
-        event["requestContext"]["authorizer"] = {"lambda": dict(authorizer_context)}
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = dict(authorizer)
     if facts.body:
         media_type = (facts.header("content-type") or "").split(";", 1)[0].strip().lower()
         as_text = _TEXT_MEDIA_TYPES.match(media_type) if media_type else is_utf8(facts.body)
@@ -232,6 +251,22 @@ def http_event(
     else:
         event["isBase64Encoded"] = False
     return event
+
+
+def iam_authorizer(access_key: str) -> dict[str, Any]:
+    """``requestContext.authorizer`` of a request to an AWS_IAM route signed by ``access_key`` locally: the local
+    operator, described as API Gateway describes an IAM user (no Cognito identity, no organization)."""
+    return {
+        "iam": {
+            "accessKey": access_key,
+            "accountId": ACCOUNT_ID,
+            "callerId": LOCAL_OPERATOR_ID,
+            "cognitoIdentity": None,
+            "principalOrgId": None,
+            "userArn": LOCAL_OPERATOR_ARN,
+            "userId": LOCAL_OPERATOR_ID,
+        }
+    }
 
 
 def route_arn(facts: RequestFacts) -> str:
@@ -349,7 +384,8 @@ def _as_list(value: Any) -> list[str]:
 
 
 class Gateway:
-    """An HTTP API: routes to functions through an :class:`Invoker`, Lambda authorizers, static files."""
+    """An HTTP API: routes to functions through an :class:`Invoker`, Lambda authorizers, IAM authorization (SigV4
+    with ``credentials``, the local ones by default), static files."""
 
     def __init__(
         self,
@@ -360,16 +396,18 @@ class Gateway:
         web_dir: Path | None = None,
         say: Say = print,
         cache: AuthorizerCache[tuple[str, tuple[str, ...]], AuthorizerAnswer] | None = None,
+        credentials: tuple[str, str] = (ACCESS_KEY_ID, SECRET_ACCESS_KEY),
     ) -> None:
         self.routes = RouteTable(routes)
         self._authorizers = dict(authorizers)
         self._invoker = invoker
+        self._credentials = credentials
         self._web_dir = web_dir.resolve() if web_dir and web_dir.is_dir() else None
         self._say = say
         # API Gateway keys an authorizer's answers by its identity source values.
         self._cache: AuthorizerCache[tuple[str, tuple[str, ...]], AuthorizerAnswer] = cache or AuthorizerCache()
         for route in self.routes.routes:
-            if route.authorizer and route.authorizer not in self._authorizers:
+            if route.authorizer not in (None, AWS_IAM, *self._authorizers):
                 raise ValueError(f"route {route.route_key} uses unknown authorizer {route.authorizer}")
 
     def app(self) -> web.Application:
@@ -399,13 +437,14 @@ class Gateway:
         if matched is None:
             return self._static(facts) or gateway_error(404, "Not Found", facts.request_id), None
         route, path_parameters = matched
-        authorizer_context: dict[str, Any] | None = None
-        if route.authorizer:
-            decision = await self._authorize(self._authorizers[route.authorizer], facts, route, path_parameters)
-            if isinstance(decision, web.Response):
-                return decision, f"(refused before {route.function_id})"
-            authorizer_context = decision
-        event = http_event(facts, route, path_parameters, authorizer_context)
+        authorizer: dict[str, Any] | web.Response | None = None
+        if route.authorizer == AWS_IAM:
+            authorizer = self._verify_signature(facts)
+        elif route.authorizer:
+            authorizer = await self._authorize(self._authorizers[route.authorizer], facts, route, path_parameters)
+        if isinstance(authorizer, web.Response):
+            return authorizer, f"(refused before {route.function_id})"
+        event = http_event(facts, route, path_parameters, authorizer)
         timeout_ms = min(route.timeout_ms, MAX_INTEGRATION_TIMEOUT_MS)
         outcome = await invoke_within(self._invoker, route.function_id, event, timeout_ms)
         if outcome is None:
@@ -424,6 +463,7 @@ class Gateway:
     async def _authorize(
         self, authorizer: LambdaAuthorizer, facts: RequestFacts, route: HttpRoute, path_parameters: dict[str, str]
     ) -> dict[str, Any] | web.Response:
+        """``{"lambda": context}`` of the authorizer's allow, or API Gateway's 401, 403 or 500."""
         identity = [facts.header(name) for name in authorizer.identity_headers]
         query = _query_parameters(facts.raw_query)
         identity += [query.get(name) for name in authorizer.identity_query_strings]
@@ -446,7 +486,26 @@ class Gateway:
             self._cache.put((authorizer.name, tuple(values)), answer, authorizer.ttl_seconds if values else 0)
         if not answer.allows(route_arn(facts)):
             return gateway_error(403, "Forbidden", facts.request_id)
-        return answer.context
+        return {"lambda": answer.context}
+
+    def _verify_signature(self, facts: RequestFacts) -> dict[str, Any] | web.Response:
+        """The IAM caller of an AWS_IAM route, or API Gateway's 403 (the route's function is not called)."""
+        try:
+            access_key = verify_sigv4(
+                facts.method,
+                facts.raw_path,
+                facts.sent_headers,
+                [facts.body],
+                service="execute-api",
+                credentials=self._credentials,
+                query=facts.raw_query,
+            )
+        except SignatureError as refused:
+            self._say(f"{facts.method} {facts.raw_path}: IAM authorization refused: {refused}")
+            if refused.error_type == MISSING_SIGNATURE:
+                return gateway_error(403, "Forbidden", facts.request_id)  # an HTTP API says no more
+            return gateway_error(403, str(refused), facts.request_id, refused.error_type)
+        return iam_authorizer(access_key)
 
     def _static(self, facts: RequestFacts) -> web.StreamResponse | None:
         if self._web_dir is None or facts.method not in ("GET", "HEAD"):

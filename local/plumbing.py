@@ -18,9 +18,9 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
@@ -84,9 +84,12 @@ def is_utf8(data: bytes) -> bool:
     return True
 
 
-def gateway_error(status: int, message: str, request_id: str = "") -> web.Response:
-    """One of API Gateway's own answers, e.g. 404 ``{"message":"Not Found"}``."""
+def gateway_error(status: int, message: str, request_id: str = "", error_type: str = "") -> web.Response:
+    """One of API Gateway's own answers, e.g. 404 ``{"message":"Not Found"}``; ``error_type`` is its
+    ``x-amzn-ErrorType`` header, where it sends one (a refused signature)."""
     headers = {"apigw-requestid": request_id} if request_id else {}
+    if error_type:
+        headers["x-amzn-ErrorType"] = error_type
     body = json.dumps({"message": message}, separators=(",", ":"))
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
@@ -119,9 +122,28 @@ class AuthorizerCache[Key, Answer]:
 
 # --- SigV4 ---
 
+# What API Gateway calls each way a signature fails (the x-amzn-ErrorType of its 403), as AWS's troubleshooting guide
+# for API Gateway's 403s lists them.
+MISSING_SIGNATURE = "MissingAuthenticationTokenException"
+INCOMPLETE_SIGNATURE = "IncompleteSignatureException"
+INVALID_SIGNATURE = "InvalidSignatureException"
+UNKNOWN_ACCESS_KEY = "AccessDeniedException"
+SIGNATURE_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key "
+    "and signing method. Consult the service documentation for details."
+)
+
 
 class SignatureError(Exception):
-    """A request's SigV4 signature is missing, malformed, stale, or not the one its credentials give."""
+    """A request's SigV4 signature is missing, malformed, stale, or not the one its credentials give.
+
+    The message is AWS's own text for the failure; ``error_type`` is AWS's name for it (``MISSING_SIGNATURE`` and
+    friends).
+    """
+
+    def __init__(self, message: str, error_type: str = INVALID_SIGNATURE) -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 def verify_sigv4(
@@ -132,39 +154,44 @@ def verify_sigv4(
     *,
     service: str,
     credentials: tuple[str, str],
+    query: str = "",
     now: datetime | None = None,
 ) -> str:
     """Check a SigV4-signed request the way AWS does; return the access key id that signed it.
 
     ``headers`` are the request's (names in lower case); the signature covers the headers its Authorization header
-    names, ``method``, ``path`` and the body. ``bodies`` are the texts the body may have been signed as (a WebSocket
-    message is signed over a body the server rebuilds, and clients serialize JSON differently); one must match. The
-    session token (``x-amz-security-token``) may be anything: only the key pair in ``credentials`` is known locally.
+    names, ``method``, ``path`` (as sent, still percent-encoded), the ``query`` string and the body. ``bodies`` are the
+    texts the body may have been signed as (a WebSocket message is signed over a body the server rebuilds, and clients
+    serialize JSON differently); one must match. The session token (``x-amz-security-token``) may be anything: only
+    the key pair in ``credentials`` is known locally.
     """
-    authorization = headers.get("authorization", "")
-    algorithm, _, parameters = authorization.partition(" ")
-    fields = dict(part.strip().partition("=")[::2] for part in parameters.split(","))
-    if algorithm != SIGV4_ALGORITHM or not {"Credential", "SignedHeaders", "Signature"} <= set(fields):
-        raise SignatureError("the request is not signed with SigV4 (AWS4-HMAC-SHA256)")
-    amz_date = headers.get("x-amz-date", "")
+    fields = _authorization_fields(headers.get("authorization", ""))
+    amz_date = headers.get("x-amz-date")
+    if amz_date is None:
+        raise SignatureError(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.", INCOMPLETE_SIGNATURE
+        )
     try:
         signed_at = datetime.strptime(amz_date, SIGV4_TIMESTAMP).replace(tzinfo=UTC)
     except ValueError:
-        raise SignatureError("the request has no valid X-Amz-Date") from None
-    if abs(((now or datetime.now(UTC)) - signed_at).total_seconds()) > MAX_CLOCK_SKEW_SECONDS:
-        raise SignatureError(f"Signature expired: {amz_date} is more than 5 minutes away from the server's time")
+        raise SignatureError(
+            f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'. See http://en.wikipedia.org/wiki/ISO_8601",
+            INCOMPLETE_SIGNATURE,
+        ) from None
+    _check_clock(signed_at, now or datetime.now(UTC))
     access_key, _, scope = fields["Credential"].partition("/")
     if access_key != credentials[0]:
-        raise SignatureError("The security token included in the request is invalid")
-    if scope != f"{amz_date[:8]}/{REGION}/{service}/aws4_request":
-        raise SignatureError(f"Credential should be scoped to {amz_date[:8]}/{REGION}/{service}/aws4_request")
+        raise SignatureError("The security token included in the request is invalid.", UNKNOWN_ACCESS_KEY)
+    _check_scope(scope, amz_date, service)
     names = fields["SignedHeaders"].split(";")
-    if not {"host", "x-amz-date"} <= set(names) or not all(name in headers for name in names):
-        raise SignatureError("SignedHeaders must name host and x-amz-date, and every one must be sent")
+    if "host" not in names:
+        raise SignatureError("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+    if "x-amz-date" not in names:
+        raise SignatureError("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
     signer = SigV4Auth(Credentials(*credentials), service, REGION)
     signed = HTTPHeaders()
     for name in names:
-        signed[name] = headers[name]
+        signed[name] = headers.get(name, "")  # a named header that was not sent is signed as empty, as AWS does
     request = AWSRequest(method=method, url=f"https://{headers['host']}{path}")
     request.context["timestamp"] = amz_date
     for body in bodies:
@@ -175,7 +202,7 @@ def verify_sigv4(
             [
                 method,
                 quote(path, safe="/~"),
-                "",
+                canonical_query(query),
                 signer.canonical_headers(signed) + "\n",
                 signer.signed_headers(signed),
                 payload_hash,
@@ -184,7 +211,63 @@ def verify_sigv4(
         expected = signer.signature(signer.string_to_sign(request, canonical), request)
         if hmac.compare_digest(expected, fields["Signature"]):
             return access_key
-    raise SignatureError("The request signature we calculated does not match the signature you provided")
+    raise SignatureError(SIGNATURE_MISMATCH)
+
+
+def _authorization_fields(authorization: str) -> dict[str, str]:
+    # "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..." -> its three fields.
+    algorithm, _, parameters = authorization.partition(" ")
+    if algorithm != SIGV4_ALGORITHM:
+        raise SignatureError("Missing Authentication Token", MISSING_SIGNATURE)
+    fields = dict(part.strip().partition("=")[::2] for part in parameters.split(","))
+    missing = [name for name in ("Credential", "Signature", "SignedHeaders") if not fields.get(name)]
+    if missing:
+        message = " ".join(f"Authorization header requires '{name}' parameter." for name in missing)
+        raise SignatureError(message, INCOMPLETE_SIGNATURE)
+    return fields
+
+
+def _check_clock(signed_at: datetime, now: datetime) -> None:
+    skew = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
+    if signed_at < now - skew:
+        earliest = f"{now - skew:{SIGV4_TIMESTAMP}}"
+        raise SignatureError(
+            f"Signature expired: {signed_at:{SIGV4_TIMESTAMP}} is now earlier than {earliest} "
+            f"({now:{SIGV4_TIMESTAMP}} - 5 min.)"
+        )
+    if signed_at > now + skew:
+        latest = f"{now + skew:{SIGV4_TIMESTAMP}}"
+        raise SignatureError(
+            f"Signature not yet current: {signed_at:{SIGV4_TIMESTAMP}} is still later than {latest} "
+            f"({now:{SIGV4_TIMESTAMP}} + 5 min.)"
+        )
+
+
+def _check_scope(scope: str, amz_date: str, service: str) -> None:
+    # <yyyymmdd>/<region>/<service>/aws4_request, in the order AWS checks them.
+    day, region, scope_service, terminator = ([*scope.split("/"), "", "", "", ""])[:4]
+    if day != amz_date[:8]:
+        raise SignatureError(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+            f"'{day}' != '{amz_date[:8]}', from '{amz_date}'."
+        )
+    if region != REGION:
+        raise SignatureError(f"Credential should be scoped to a valid region, not '{region}'.")
+    if scope_service != service:
+        raise SignatureError(f"Credential should be scoped to correct service: '{service}'.")
+    if terminator != "aws4_request":
+        raise SignatureError(
+            f"Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'."
+        )
+
+
+def canonical_query(query: str) -> str:
+    """SigV4's canonical query string: each name and value URI-encoded (RFC 3986), sorted by name, then value."""
+    pairs = []
+    for pair in query.split("&") if query else []:
+        name, _, value = pair.partition("=")
+        pairs.append((quote(unquote(name), safe="-_.~"), quote(unquote(value), safe="-_.~")))
+    return "&".join(f"{name}={value}" for name, value in sorted(pairs))
 
 
 # --- Serving ---

@@ -24,7 +24,8 @@ class ResourceIdentity:
 
 @dataclass(frozen=True)
 class HttpRoute:
-    """One ``HttpApi`` event: ``method path`` served by a function, with its authorizer (None = open route)."""
+    """One ``HttpApi`` event: ``method path`` served by a function, with its authorizer: a Lambda authorizer's name,
+    ``AWS_IAM`` (SigV4, API Gateway's own IAM authorization) or None (an open route)."""
 
     method: str
     path: str

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -48,6 +49,9 @@ PARTITION = "aws"
 URL_SUFFIX = "amazonaws.com"
 # The id API Gateway would give the HTTP API; it shows up in route ARNs and in requestContext.apiId.
 LOCAL_API_ID = "localapi"
+
+# The game the local runtime runs instead of template.yaml's GAME (LOCAL_GAME_FILE; empty: the template's own).
+LOCAL_GAME_FILE = Path(__file__).with_name("game.json")
 
 PSEUDO_PARAMETERS: dict[str, Any] = {
     "AWS::Region": REGION,
@@ -539,6 +543,8 @@ class Template:
         if not isinstance(code_uri, str):
             raise TemplateError(f"{logical_id}: CodeUri must be a local folder")
         variables = resolver.resolve((props.get("Environment") or {}).get("Variables") or {})
+        if "GAME" in variables and (game_file := os.environ.get("LOCAL_GAME_FILE", str(LOCAL_GAME_FILE))):
+            variables["GAME"] = Path(game_file).read_text()  # the local game: short durations, quick tests
         identity = identities[logical_id]
         return FunctionSpec(
             logical_id=logical_id,
@@ -683,8 +689,14 @@ class Template:
                     raise TemplateError(f"{function_id}.{event_name}: ApiId {api_id} is not an HttpApi")
                 if str(props.get("PayloadFormatVersion", "2.0")) != "2.0":
                     raise TemplateError(f"{function_id}.{event_name}: only payload format 2.0 is served locally")
-                api_auth = ((apis.get(api_id or "") or {}).get("Properties") or {}).get("Auth") or {}
+                api_auth = self._http_api_auth(api_id)
                 route_authorizer = (props.get("Auth") or {}).get("Authorizer", api_auth.get("DefaultAuthorizer"))
+                if route_authorizer == AWS_IAM and not _boolean_property(api_auth.get("EnableIamAuthorizer", False)):
+                    # SAM refuses the template too: AWS_IAM is only an authorizer once the API enables it.
+                    raise TemplateError(
+                        f"{function_id}.{event_name}: Authorizer AWS_IAM needs EnableIamAuthorizer: true in the "
+                        f"Auth of {api_id or 'the implicit HttpApi'} (or of Globals.HttpApi)"
+                    )
                 routes.append(
                     HttpRoute(
                         method=str(props.get("Method", "ANY")).upper(),
@@ -696,6 +708,13 @@ class Template:
                 )
         return routes
 
+    def _http_api_auth(self, api_id: str | None) -> dict[str, Any]:
+        # An HttpApi's Auth with Globals.HttpApi merged in; the implicit API (no ApiId) has the Globals' alone.
+        global_props = (self.document.get("Globals") or {}).get("HttpApi") or {}
+        own = (self.resources_of_type("AWS::Serverless::HttpApi").get(api_id or "") or {}).get("Properties") or {}
+        auth: dict[str, Any] = merge_globals(global_props, own).get("Auth") or {}
+        return auth
+
     def http_authorizers(self, identities: Mapping[str, ResourceIdentity]) -> dict[str, LambdaAuthorizer]:
         """The Lambda authorizers declared on the template's HttpApis, by name."""
         function_by_arn = {
@@ -705,8 +724,8 @@ class Template:
         }
         resolver = self.resolver(identities)
         authorizers: dict[str, LambdaAuthorizer] = {}
-        for api_id, api in self.resources_of_type("AWS::Serverless::HttpApi").items():
-            declared = (((api.get("Properties") or {}).get("Auth") or {}).get("Authorizers")) or {}
+        for api_id in self.resources_of_type("AWS::Serverless::HttpApi"):
+            declared = self._http_api_auth(api_id).get("Authorizers") or {}
             for name, config in declared.items():
                 if "FunctionArn" not in config:
                     raise TemplateError(f"{api_id}: authorizer {name} is not a Lambda authorizer (JWT is not local)")

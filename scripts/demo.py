@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -185,6 +186,8 @@ class Player:
             refresh = {"refresh_token": self.refresh_token}
             self.adopt(await self.call("POST", "/v1/token/refresh", refresh, stop, stats))
         action = await self.call("POST", "/v1/actions", {"type": "match"}, stop, stats, bearer=True)
+        # A match lasts at least the game's minimum duration: scored sooner, it would be refused (422).
+        await asyncio.sleep(max(0.0, _moment(action["scorable_at"]) - time.time()))
         score = random.randint(1, int(action["max_score"]))  # noqa: S311 - a game score, not a secret
         body: dict[str, Any] = {"user_id": self.user_id, "score": score, "action_id": action["action_id"]}
         # The same Idempotency-Key on every retry of this score: it counts once whatever happens to the answers.
@@ -324,7 +327,7 @@ async def run(api_url: str, player_count: int, minutes: float, out: Say) -> int:
     connector = aiohttp.TCPConnector(limit=player_count + 4)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
         players = [
-            Player(http, api_url, f"demo-{tag}-{index:02d}", display_name(index), password)
+            Player(http, api_url, f"demo-{tag}-{index:02d}", display_name(index, tag), password)
             for index in range(player_count)
         ]
         if not await answers(http, api_url):
@@ -353,10 +356,11 @@ async def run(api_url: str, player_count: int, minutes: float, out: Say) -> int:
     return 1 if stats.failures and not stats.matches else 0
 
 
-def display_name(index: int) -> str:
-    """A readable name; past the list's end, numbered."""
+def display_name(index: int, tag: str) -> str:
+    """A readable name, past the list's end numbered, with the run's tag: no two players hold look-alike display
+    names, and an earlier run's players keep theirs."""
     name = NAMES[index % len(NAMES)]
-    return name if index < len(NAMES) else f"{name} {index // len(NAMES) + 1}"
+    return f"{name} {tag}" if index < len(NAMES) else f"{name} {index // len(NAMES) + 1} {tag}"
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -389,3 +393,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _moment(rfc3339: str) -> float:
+    """An RFC 3339 UTC moment of the API as epoch seconds."""
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()

@@ -25,6 +25,8 @@
   // it: `resetSpreadSeconds`).
   const RESET_SPREAD_SECONDS = 30;
   const SESSION_KEY = "leaderboard.session";
+  // + the username in lower case: the device token of the account's last login in this browser (see logIn)
+  const DEVICE_KEY_PREFIX = "leaderboard.device.";
   const TOP_SIZE = 10;
   const DEFAULT_BOARD = "global"; // shown first; its rank messages come on /players/<id>, the others' on .../<board>
   const ALL_TIME = "all"; // the one season of a board that never resets
@@ -998,6 +1000,9 @@
     let wait = 0;
     try {
       const action = await authed("POST", "/v1/actions", () => ({ type: "match" }));
+      // A match lasts at least the game's minimum duration: scored sooner, it would be refused (422).
+      const playing = Date.parse(action.scorable_at) - Date.now();
+      if (playing > 0) await new Promise((resolve) => setTimeout(resolve, playing));
       const maxScore = Number.isInteger(action.max_score) && action.max_score > 0 ? action.max_score : 1000;
       const score = 1 + Math.floor(Math.random() * maxScore);
       const key = newId(); // the same key on a retry: the score counts once
@@ -1087,9 +1092,46 @@
     }
   }
 
+  // A login sends the device token this browser kept from the account's last login and keeps the new one. It is not
+  // a credential (it cannot log in), so it may live in localStorage: it only tells the API that this browser logged
+  // in to the account before, which spares it the account-wide limit on failed logins that an attack elsewhere may
+  // have used up.
   async function logIn(username, password, label) {
-    const tokens = await request("POST", "/v1/login", { body: { username, password } });
-    startSession(tokens, label || username);
+    const body = { username, password };
+    const deviceToken = storedDeviceToken(username);
+    if (deviceToken) body.device_token = deviceToken;
+    const tokens = await request("POST", "/v1/login", { body });
+    keepDeviceToken(username, tokens.device_token);
+    // "You:" shows the name the boards show (the token's `name` claim), never the login username.
+    startSession(tokens, label || nameInToken(tokens.access_token));
+  }
+
+  function nameInToken(accessToken) {
+    try {
+      const segment = accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const padded = segment.padEnd(Math.ceil(segment.length / 4) * 4, "=");
+      const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+      return String(JSON.parse(new TextDecoder().decode(bytes)).name || "");
+    } catch {
+      return ""; // the standing, once it arrives, names the player
+    }
+  }
+
+  function storedDeviceToken(username) {
+    try {
+      return localStorage.getItem(DEVICE_KEY_PREFIX + username.toLowerCase());
+    } catch {
+      return null; // storage disabled: the login goes on as from a new browser
+    }
+  }
+
+  function keepDeviceToken(username, token) {
+    if (typeof token !== "string") return;
+    try {
+      localStorage.setItem(DEVICE_KEY_PREFIX + username.toLowerCase(), token);
+    } catch {
+      // storage disabled or full: nothing kept, nothing lost
+    }
   }
 
   function onLogin(event) {
@@ -1120,7 +1162,7 @@
       const user = await request("POST", "/v1/users", { body });
       form.reset();
       switchForm(false);
-      await logIn(username, password, (user && user.display_name) || displayName || username);
+      await logIn(username, password, user && user.display_name);
     });
   }
 

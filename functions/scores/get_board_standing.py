@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leaderboard import http
 from leaderboard.problems import NotFound
+from leaderboard.read_limits import limit_reads
 from leaderboard.standings import query, season_standings
 
 logger = Logger()
@@ -17,6 +18,7 @@ logger = Logger()
 @http.endpoint
 def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
     params = query(event.get("queryStringParameters"), ("season",))
+    limit_reads(http.source_ip(event))
     path = event.get("pathParameters") or {}
     season = season_standings(path.get("board", ""), params.get("season"), int(time.time() * 1000))
     found = season.standing(path.get("user_id", ""))

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from leaderboard import http
 from leaderboard.game import ALL_TIME_BOARD
 from leaderboard.problems import NotFound
+from leaderboard.read_limits import limit_reads
 from leaderboard.standings import season_standings
 
 logger = Logger()
@@ -17,6 +18,7 @@ logger = Logger()
 @logger.inject_lambda_context
 @http.endpoint
 def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
+    limit_reads(http.source_ip(event))
     user_id = (event.get("pathParameters") or {}).get("user_id", "")
     found = season_standings(ALL_TIME_BOARD, None, int(time.time() * 1000)).standing(user_id)
     if found is None:

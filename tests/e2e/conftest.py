@@ -6,9 +6,11 @@ Without ``API_URL`` the session starts ``python -m local`` (what ``make run`` st
 serves, and at the end stops it with SIGINT (Ctrl-C) and checks that it left no process behind. The runtime's output
 goes to ``.local/e2e/runtime.log`` and is shown if it fails to start or to stop. ``local_stack`` gives tests that
 need more than HTTP (moto, the Redis, the queues' URLs) the runtime's ``.local/e2e/stack.json``; it is None against a
-deployed stack.
+deployed stack. ``iam_auth`` signs requests to the IAM-authorized routes: with the local runtime's credentials, or
+against ``API_URL`` with the environment's AWS credentials (boto3's default chain: AWS_PROFILE, the variables...).
 """
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,13 +19,18 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from clients.signed_api import ExecuteApiAuth
 from local.processes import RuntimeProcess, free_port, start_serving
-from local.services import Endpoints, read_running_stack
+from local.services import Endpoints, aws_session, read_running_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = PROJECT_ROOT / ".local" / "e2e"
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
+# The suite registers and reads far more from 127.0.0.1 than one client would: the local runtime it starts lifts the
+# per-address limits on registrations and reads (template parameters; test_limits_api.py tests them on a runtime of
+# its own). A deployed stack the suite runs against needs the same (`sam deploy --parameter-overrides ...`).
+LIMITS = ["RegistrationsPerAddressPerHour=100000", "ReadsPerAddressPerMinute=100000"]
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +40,19 @@ def api_url() -> Iterator[str]:
     if deployed:
         yield deployed.rstrip("/")
         return
+    with local_runtime(STATE_DIR, dict(os.environ), LIMITS) as api_url:
+        yield api_url
+
+
+@contextlib.contextmanager
+def local_runtime(state_dir: Path, environment: dict[str, str], parameter_overrides: list[str]) -> Iterator[str]:
+    """`python -m local` on free ports with these template parameters, for the block; its API's URL. At the end it
+    is stopped as Ctrl-C stops it, and must leave no process behind."""
 
     def on_free_ports() -> RuntimeProcess:
-        environment = os.environ | {"LOCAL_API_PORT": str(free_port()), "LOCAL_EVENT_API_PORT": str(free_port())}
-        return RuntimeProcess(STATE_DIR, STATE_DIR / "runtime.log", environment)
+        ports = {"LOCAL_API_PORT": str(free_port()), "LOCAL_EVENT_API_PORT": str(free_port())}
+        arguments = ["--parameter-overrides", *parameter_overrides]
+        return RuntimeProcess(state_dir, state_dir / "runtime.log", environment | ports, arguments)
 
     try:
         runtime = start_serving(on_free_ports, START_TIMEOUT_SECONDS)
@@ -44,8 +60,10 @@ def api_url() -> Iterator[str]:
         pytest.fail(str(failed), pytrace=False)
     endpoints = read_running_stack(runtime.state_file)
     assert endpoints is not None
-    yield endpoints.api_url
-    code, orphans = runtime.stop(timeout_seconds=STOP_TIMEOUT_SECONDS)
+    try:
+        yield endpoints.api_url
+    finally:
+        code, orphans = runtime.stop(timeout_seconds=STOP_TIMEOUT_SECONDS)
     assert not orphans, f"processes left behind by the local runtime: {orphans}\n{runtime.output()}"
     assert code == 0, f"the local runtime exited with {code}:\n{runtime.output()}"
 
@@ -58,6 +76,17 @@ def local_stack(api_url: str) -> Endpoints | None:
     endpoints = read_running_stack(STATE_DIR / "stack.json")
     assert endpoints is not None, f"the local runtime serving {api_url} left no {STATE_DIR / 'stack.json'}"
     return endpoints
+
+
+@pytest.fixture(scope="session")
+def iam_auth(local_stack: Endpoints | None) -> ExecuteApiAuth:
+    """A requests auth for the IAM-authorized routes (``requests.post(url, json=..., auth=iam_auth)``): the local
+    runtime's credentials, which it checks the signature against; a deployed stack's caller needs
+    ``execute-api:Invoke`` on the route."""
+    if local_stack is None:
+        return ExecuteApiAuth()  # the default chain; the region comes from API_URL's host (or AWS_DEFAULT_REGION)
+    session = aws_session(local_stack.session_token)
+    return ExecuteApiAuth(session.get_credentials(), session.region_name)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """The authentication API over HTTP, against the local runtime or a deployed stack (API_URL)."""
 
 import json
+import re
 import time
 import uuid
 from typing import Any
 
+import jwt
 import pytest
 import requests
 
@@ -79,7 +81,60 @@ def test_register_login_refresh_logout(api: Api) -> None:
 
 def test_a_taken_username_is_409(api: Api) -> None:
     username, _ = registered(api)
-    assert_problem(api.post("/v1/users", {"username": username.upper(), "password": PASSWORD}), 409)
+    body = assert_problem(api.post("/v1/users", {"username": username.upper(), "password": PASSWORD}), 409)
+    assert body["detail"] == "This username is taken; choose another."
+
+
+def test_without_a_display_name_the_boards_get_a_generated_one_never_the_username(api: Api) -> None:
+    username = new_username()
+
+    response = api.post("/v1/users", {"username": username, "password": PASSWORD})
+
+    assert response.status_code == 201, response.text
+    shown = response.json()["display_name"]
+    assert re.fullmatch(r"Player [1-9]\d{4,}", shown)
+    # The name that travels with the player's scores to the boards is the access token's
+    token = logged_in(api, username)["access_token"]
+    assert jwt.decode(token, options={"verify_signature": False})["name"] == shown != username
+
+
+def test_a_display_name_that_looks_like_one_held_is_409_and_registers_nobody(api: Api) -> None:
+    # Given a player holding "Ada <tag>" (a tag of this run's own: a deployed stack keeps its names)
+    tag = uuid.uuid4().hex[:8]
+    held = api.post("/v1/users", {"username": new_username(), "password": PASSWORD, "display_name": f"Ada {tag}"})
+    assert held.status_code == 201, held.text
+    username = new_username()
+
+    # When another asks for the same name with a Cyrillic capital A, then in capitals
+    for lookalike in (f"\u0410da {tag}", f"ADA {tag.upper()}"):
+        body = {"username": username, "password": PASSWORD, "display_name": lookalike}
+        refused = assert_problem(api.post("/v1/users", body), 409)
+
+        # Then 409 saying so, and nothing was registered: the username is still free
+        assert refused["detail"].startswith("This display name is taken")
+    assert_problem(api.post("/v1/login", {"username": username, "password": PASSWORD}), 401)
+    free = api.post("/v1/users", {"username": username, "password": PASSWORD, "display_name": f"Ada L {tag}"})
+    assert free.status_code == 201, free.text
+
+
+@pytest.mark.parametrize(
+    ("display_name", "rule"),
+    [
+        ("\u3164", "is invisible"),  # HANGUL FILLER: renders as nothing
+        ("Ada\u200b", "is an invisible formatting character"),
+        ("\u2800", "is a symbol"),  # BRAILLE PATTERN BLANK
+        ("- . -", "must have at least one letter or number"),
+    ],
+)
+def test_an_invisible_or_blank_display_name_is_400_and_registers_nobody(api: Api, display_name: str, rule: str) -> None:
+    username = new_username()
+
+    refused = api.post("/v1/users", {"username": username, "password": PASSWORD, "display_name": display_name})
+
+    body = assert_problem(refused, 400)
+    assert body["detail"].startswith("The request body is invalid: display_name: ")
+    assert rule in body["detail"]
+    assert_problem(api.post("/v1/login", {"username": username, "password": PASSWORD}), 401)
 
 
 def test_reusing_a_spent_refresh_token_revokes_the_family(api: Api) -> None:

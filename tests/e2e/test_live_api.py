@@ -81,7 +81,7 @@ def test_an_anonymous_viewer_sees_the_top10_change_live(live: LiveFeed, api_url:
     assert (pushed["board"], pushed["season"]) == ("global", "all")
     assert isinstance(pushed["seq"], int)
     mine = next(entry for entry in pushed["items"] if entry["user_id"] == scorer.user_id)
-    assert (mine["user_name"], mine["score"]) == (scorer.username, 1000)
+    assert (mine["user_name"], mine["score"]) == (scorer.display_name, 1000)
     assert [entry["rank"] for entry in pushed["items"]] == list(range(1, len(pushed["items"]) + 1))
     assert elapsed < PUSH_TIMEOUT_SECONDS
 
@@ -105,7 +105,7 @@ def test_a_player_on_their_own_channel_gets_their_standing_at_once_and_when_pass
 
     arrived, passed = asyncio.run(scenario())
 
-    assert (arrived["user_id"], arrived["user_name"], arrived["score"]) == (me.user_id, me.username, 500)
+    assert (arrived["user_id"], arrived["user_name"], arrived["score"]) == (me.user_id, me.display_name, 500)
     assert passed["previous_rank"] == arrived["rank"]  # the rank last sent: never null for a watcher
     assert passed["seq"] > arrived["seq"]
     standing = requests.get(f"{api_url}/v1/scores/{me.user_id}", timeout=30).json()

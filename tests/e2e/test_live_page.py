@@ -25,6 +25,7 @@ import requests
 from playwright.sync_api import Browser, BrowserContext, Playwright, Route, WebSocket, expect, sync_playwright
 
 from tests.e2e.conftest import LiveFeed
+from tests.e2e.play import wait_until_scorable
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +51,10 @@ PHONE: dict[str, Any] = {
     "is_mobile": True,
     "has_touch": True,
 }
-MARKUP_NAME = "<img src=x onerror=alert(1)>"  # must show as text, never become an element
+# Display names are unique on a stack (a deployed one keeps those of earlier runs): the fixed ones carry this run's tag.
+RUN = uuid.uuid4().hex[:6]
+# Markup as HTML entities (a name holds no "<"): shown as typed, never decoded into an element
+MARKUP_NAME = f"&lt;b&gt;{RUN}&lt;/b&gt;"
 
 
 class ApiPlayer:
@@ -63,6 +67,7 @@ class ApiPlayer:
         self.api_url = api_url
         self.username = username or f"e2e_page_{uuid.uuid4().hex[:10]}"
         self.total = 0
+        self.display_name = ""  # known when registered here
         self.http = requests.Session()
         if username is None:
             body = {"username": self.username, "password": PASSWORD}
@@ -70,6 +75,7 @@ class ApiPlayer:
                 body["display_name"] = display_name
             answer = self.http.post(f"{api_url}/v1/users", json=body, timeout=30)
             assert answer.status_code == 201, answer.text
+            self.display_name = str(answer.json()["display_name"])  # generated when none is given
         self.log_in()
 
     def log_in(self) -> None:
@@ -83,6 +89,7 @@ class ApiPlayer:
         """One match; the score is the action's max_score unless given."""
         action = self.http.post(f"{self.api_url}/v1/actions", json={"type": "match"}, timeout=30)
         assert action.status_code == 201, action.text
+        wait_until_scorable(action.json())
         points = score or int(action.json()["max_score"])
         body = {"user_id": self.user_id, "score": points, "action_id": action.json()["action_id"]}
         answer = self.http.post(f"{self.api_url}/v1/scores", json=body, timeout=30)
@@ -323,7 +330,7 @@ def test_a_visitor_who_is_not_logged_in_sees_the_top10_live(
     page.shot("anonymous")
 
     # When a player takes the lead through the API
-    rival = ApiPlayer(api_url, "Anonymous view rival")
+    rival = ApiPlayer(api_url, f"Anonymous view rival {RUN}")
     rival.climb_above(leader_score(api_url))
 
     # Then the visitor's top 10 shows them first, without a reload
@@ -354,7 +361,7 @@ def test_top10_and_own_rank_update_live_without_reload(open_page: Callable[..., 
     page.mark_document()
     page.record_changes()
     expect(page.by("me-no-score")).to_be_visible()
-    expect(page.by("me-name")).to_have_text(me.username)
+    expect(page.by("me-name")).to_have_text(me.display_name)  # the name the boards show, never the username
     page.shot("logged-in-no-score")
 
     # When another player takes the lead through the API
@@ -366,7 +373,7 @@ def test_top10_and_own_rank_update_live_without_reload(open_page: Callable[..., 
     expect(rival_row).to_have_attribute("data-score", str(rival.total), timeout=LIVE_TIMEOUT_MS)
     page.expect_change(rival.user_id, "new")
     expect(rival_row.locator(".row__name")).to_contain_text(MARKUP_NAME)
-    assert page.page.locator('[data-testid="top10"] img').count() == 0
+    assert page.page.locator('[data-testid="top10"] b').count() == 0
     expect(page.by("top10-row").first).to_have_attribute("data-user-id", rival.user_id)
     page.shot("rival-leads")
 
@@ -441,7 +448,7 @@ def test_phone_sized_screen_registers_and_follows_the_board(
     page.by("show-register").click()
     page.by("register-username").fill(username)
     page.by("register-password").fill(PASSWORD)
-    page.by("register-display-name").fill("Phone player")
+    page.by("register-display-name").fill(f"Phone player {RUN}")
     page.shot("register-form")
     page.by("register-submit").click()
     expect(page.by("connection-status")).to_have_attribute("data-state", "live", timeout=LIVE_TIMEOUT_MS)
@@ -456,7 +463,7 @@ def test_phone_sized_screen_registers_and_follows_the_board(
     # Then the phone shows the new board and the player's rank, and nothing is wider than the screen
     expect(page.row("top10", player.user_id)).to_have_attribute("data-rank", "1", timeout=LIVE_TIMEOUT_MS)
     expect(page.by("me-rank")).to_have_attribute("data-rank", "1", timeout=LIVE_TIMEOUT_MS)
-    expect(page.by("me-name")).to_have_text("Phone player")
+    expect(page.by("me-name")).to_have_text(f"Phone player {RUN}")
     width = page.page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["viewport"]["width"], f"the page is {width} px wide on a 390 px screen"
     box = page.by("play-button").bounding_box()
@@ -505,6 +512,30 @@ def test_login_errors_show_the_problem_detail_and_retry_after(
     expect(page.by("auth-error")).to_have_text("Too many failed logins. Try again in 7 seconds.")
     expect(page.by("login-submit")).to_be_disabled()
     page.shot("throttled")
+
+
+def test_the_page_keeps_the_device_token_of_a_login_and_sends_it_at_the_next(
+    open_page: Callable[..., PageSession], api_url: str
+) -> None:
+    # Given a player who logs in on the page
+    player = ApiPlayer(api_url)
+    page = open_page("device-token", viewport={"width": 1024, "height": 768})
+    kept = f"localStorage.getItem('leaderboard.device.{player.username.lower()}')"
+    page.log_in(player.username)
+
+    # Then the browser keeps the login's device token (it cannot log in: it only spares this browser the account-wide
+    # limit on failed logins)
+    device_token = page.page.evaluate(kept)
+    assert isinstance(device_token, str)
+    assert device_token.count(".") == 2
+
+    # When they log out and in again, then the login sends it and the new one replaces it
+    page.by("logout-button").click()
+    expect(page.by("auth")).to_be_visible()
+    with page.page.expect_request(re.compile(r"/v1/login$")) as login:
+        page.log_in(player.username)
+    assert json.loads(login.value.post_data or "{}")["device_token"] == device_token
+    assert page.page.evaluate(kept) not in (None, device_token)
 
 
 def test_tokens_are_refreshed_before_expiry_and_a_refused_refresh_logs_out(
@@ -585,7 +616,7 @@ def test_the_weekly_board_shows_its_season_its_countdown_and_its_standings_live(
     open_page: Callable[..., PageSession], api_url: str
 ) -> None:
     # Given a player who leads this week's board
-    scorer = ApiPlayer(api_url, "Weekly leader")
+    scorer = ApiPlayer(api_url, f"Weekly leader {RUN}")
     scorer.climb_above(leader_score(api_url, "weekly"))
     weekly = list_boards(api_url)["weekly"]
     page = open_page("weekly", viewport={"width": 1280, "height": 900})

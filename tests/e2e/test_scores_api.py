@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.play import wait_until_scorable
+
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
 
@@ -25,6 +27,7 @@ class Player:
         )
         assert registered.status_code == 201, registered.text
         self.user_id = registered.json()["user_id"]
+        self.display_name = str(registered.json()["display_name"])  # generated: the boards never show the username
         tokens = self.http.post(
             f"{self.base_url}/v1/login", json={"username": self.username, "password": PASSWORD}, timeout=30
         ).json()
@@ -32,8 +35,10 @@ class Player:
         self.http.headers["Authorization"] = f"Bearer {self.access_token}"
 
     def start(self) -> str:
+        """Start a match and play it for its minimum duration: its action id."""
         response = self.http.post(f"{self.base_url}/v1/actions", json={"type": "match"}, timeout=30)
         assert response.status_code == 201, response.text
+        wait_until_scorable(response.json())
         return str(response.json()["action_id"])
 
     def post(self, score: Any, action_id: str, key: str | None = None, **extra: Any) -> requests.Response:
@@ -73,7 +78,7 @@ def test_concurrent_players_totals_come_out_exact(api_url: str) -> None:
 
     for player in players:
         mine = wait_for_total(api_url, player.user_id, sum(plays[player.user_id]))
-        assert mine["user_name"] == player.username
+        assert mine["user_name"] == player.display_name != player.username
         assert any(entry["user_id"] == player.user_id for entry in mine["around"])
     top = requests.get(f"{api_url.rstrip('/')}/v1/scores", timeout=30).json()
     assert 1 <= len(top) <= 10

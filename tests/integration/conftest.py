@@ -64,6 +64,12 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     aws.dynamodb.cache_clear()
 
 
+def limits(**values: int) -> Any:
+    """The stack's rate limits changed for a `with` block, by setting name (e.g. `login_failures_per_device=2`), as a
+    deployment would set template.yaml's parameters. (patch.dict, not monkeypatch: see `game`.)"""
+    return mock.patch.dict(os.environ, {name.upper(): str(value) for name, value in values.items()})
+
+
 class Game:
     """Drives the functions the way API Gateway and the SQS event source would."""
 
@@ -71,15 +77,23 @@ class Game:
         self.stack = stack
         self.queue_url = stack.physical_id("ScoresQueue")
         self.dead_letter_url = stack.physical_id("ScoresDeadLetterQueue")
+        self.last_headers: dict[str, str] = {}  # of the last start or post
 
     def player(self, name: str) -> Identity:
-        return Identity(user_id=uuid.uuid4().hex, username=name, display_name=name.title())
+        """A registered player (registering creates their item in the ledger, with their display name)."""
+        player = Identity(user_id=uuid.uuid4().hex, username=name, display_name=name.title())
+        self.stack.dynamodb.put_item(
+            TableName=self.stack.physical_id("PlayerTotalsTable"),
+            Item={"user_id": {"S": player.user_id}, "display_name": {"S": player.display_name}},
+        )
+        return player
 
     def start(self, player: Identity, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         event = load_event("start_action_ok")
         event["requestContext"]["authorizer"]["lambda"] = player.as_context()
         event["body"] = json.dumps(body) if body is not None else None
         response = start_action.lambda_handler(event, FakeLambdaContext())
+        self.last_headers = response["headers"]
         return response["statusCode"], json.loads(response["body"])
 
     def action(self, player: Identity) -> str:
@@ -94,6 +108,7 @@ class Game:
         if key is not None:
             event["headers"]["idempotency-key"] = key
         response = post_score.lambda_handler(event, FakeLambdaContext())
+        self.last_headers = response["headers"]
         return response["statusCode"], json.loads(response["body"])
 
     def score(self, player: Identity, points: int) -> str:

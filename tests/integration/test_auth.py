@@ -13,13 +13,14 @@ import pytest
 
 from functions.login import authorize, login, logout, logout_everywhere, refresh_token, register
 from functions.login import change_password as change_password_handler
-from leaderboard import auth, login_throttle, signing_keys, tokens
+from leaderboard import auth, login_throttle, rate_limits, signing_keys, tokens
 from leaderboard import security_events as security_events_module
+from leaderboard.config import settings
 from leaderboard.identity import Identity
 from leaderboard.tokens import issue_access_token
 from local.template import Template
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import PROJECT_ROOT, Stack
+from tests.integration.conftest import PROJECT_ROOT, Stack, limits
 
 PASSWORD = "correct horse battery"
 
@@ -81,11 +82,6 @@ def test_register_creates_an_account(stack: Stack) -> None:
     assert PASSWORD not in json.dumps(stored)
 
 
-def test_the_display_name_defaults_to_the_username(stack: Stack) -> None:
-    status, body, _ = call(register, load_event("register_no_display_name"))
-    assert (status, body["display_name"]) == (201, "bob_42")
-
-
 def test_a_taken_username_is_409_in_any_letter_case(stack: Stack) -> None:
     first = sign_up("alice")
 
@@ -120,6 +116,7 @@ def test_bad_registrations_are_4xx_problems_and_store_nothing(stack: Stack, even
     assert headers["Content-Type"] == "application/problem+json"
     assert set(body) >= {"type", "title", "status", "detail"}
     assert stack.items("UsersTable") == []
+    assert stack.items("DisplayNamesTable") == []
 
 
 # --- login -----------------------------------------------------------------------------------------------------------
@@ -132,11 +129,11 @@ def test_login_returns_a_token_pair_the_authorizer_accepts(stack: Stack) -> None
 
     assert status == 200
     assert headers["Cache-Control"] == "no-store"
-    assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in", "user_id"}
+    assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in", "user_id", "device_token"}
     assert (body["token_type"], body["expires_in"], body["user_id"]) == ("Bearer", 600, account["user_id"])
     assert authorizer_says(body["access_token"]) == {
         "isAuthorized": True,
-        "context": {"user_id": account["user_id"], "username": "alice", "display_name": "alice"},
+        "context": {"user_id": account["user_id"], "username": "alice", "display_name": account["display_name"]},
     }
 
 
@@ -165,8 +162,8 @@ def test_guessing_from_one_address_is_throttled_but_the_owner_elsewhere_is_not(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sign_up()
-    monkeypatch.setattr(login_throttle, "clock", lambda: 1_800_000_000.0)
-    for _ in range(login_throttle.ACCOUNT_FROM_ADDRESS_LIMIT):
+    monkeypatch.setattr(rate_limits, "clock", lambda: 1_800_000_000.0)
+    for _ in range(settings.login_failures_per_account_from_address):
         assert log_in(password="wrong guess", source_ip="198.51.100.66")[0] == 401
 
     status, body, headers = log_in(source_ip="198.51.100.66")  # even the right password, from there
@@ -181,8 +178,8 @@ def test_a_distributed_attack_is_throttled_per_account_until_the_window_ends(
 ) -> None:
     sign_up()
     now = 1_800_000_000.0
-    monkeypatch.setattr(login_throttle, "clock", lambda: now)
-    for attempt in range(login_throttle.ACCOUNT_LIMIT):
+    monkeypatch.setattr(rate_limits, "clock", lambda: now)
+    for attempt in range(settings.login_failures_per_account):
         assert log_in(password="wrong guess", source_ip=f"10.0.{attempt // 250}.{attempt % 250}")[0] == 401
 
     status, _, headers = log_in(source_ip="192.0.2.1")
@@ -194,22 +191,24 @@ def test_a_distributed_attack_is_throttled_per_account_until_the_window_ends(
 
 def test_failed_logins_are_throttled_per_address(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     sign_up("victim")
-    monkeypatch.setattr(login_throttle, "clock", lambda: 1_800_000_000.0)
-    for attempt in range(login_throttle.ADDRESS_LIMIT):
+    monkeypatch.setattr(rate_limits, "clock", lambda: 1_800_000_000.0)
+    for attempt in range(settings.login_failures_per_address):
         assert log_in(f"guess{attempt}", "wrong guess", source_ip="198.51.100.7")[0] == 401
 
     assert log_in("victim", source_ip="198.51.100.7")[0] == 429
     assert log_in("victim", source_ip="198.51.100.8")[0] == 200
 
 
-def test_an_ipv6_host_is_counted_by_its_slash_64(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_ipv6_client_is_counted_by_its_slash_56(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given guesses from as many /64 networks of one /56 (one customer's share at many ISPs)
     sign_up()
-    monkeypatch.setattr(login_throttle, "clock", lambda: 1_800_000_000.0)
-    for attempt in range(login_throttle.ACCOUNT_FROM_ADDRESS_LIMIT):
-        assert log_in(password="wrong guess", source_ip=f"2001:db8:1:2::{attempt + 1:x}")[0] == 401
+    monkeypatch.setattr(rate_limits, "clock", lambda: 1_800_000_000.0)
+    for attempt in range(settings.login_failures_per_account_from_address):
+        assert log_in(password="wrong guess", source_ip=f"2001:db8:1:{attempt + 1:x}::1")[0] == 401
 
-    assert log_in(source_ip="2001:db8:1:2:ffff::1")[0] == 429
-    assert log_in(source_ip="2001:db8:1:3::1")[0] == 200
+    # Then another /64 of that /56 is throttled, the next /56 is not
+    assert log_in(source_ip="2001:db8:1:ff:ffff::1")[0] == 429
+    assert log_in(source_ip="2001:db8:1:100::1")[0] == 200
 
 
 def test_parallel_guesses_cannot_slip_past_the_limit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,7 +216,7 @@ def test_parallel_guesses_cannot_slip_past_the_limit(stack: Stack, monkeypatch: 
     # condition atomically (the in-process stack serializes moto's DynamoDB requests to match). With the old
     # read-then-count design, parallel guesses passed the check together.
     sign_up()
-    monkeypatch.setattr(login_throttle, "clock", lambda: 1_800_000_000.0)
+    monkeypatch.setattr(rate_limits, "clock", lambda: 1_800_000_000.0)
     start = threading.Barrier(8)
 
     def guess(_: int) -> int:
@@ -227,14 +226,14 @@ def test_parallel_guesses_cannot_slip_past_the_limit(stack: Stack, monkeypatch: 
     with ThreadPoolExecutor(8) as pool:  # 32 guesses: four rounds of 8 released at once
         statuses = list(pool.map(guess, range(32)))
 
-    assert statuses.count(401) == login_throttle.ACCOUNT_FROM_ADDRESS_LIMIT, "only that many password checks"
-    assert statuses.count(429) == 32 - login_throttle.ACCOUNT_FROM_ADDRESS_LIMIT
+    assert statuses.count(401) == settings.login_failures_per_account_from_address, "only that many password checks"
+    assert statuses.count(429) == 32 - settings.login_failures_per_account_from_address
 
 
 def test_successful_logins_do_not_count_against_the_limit(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     sign_up()
-    monkeypatch.setattr(login_throttle, "clock", lambda: 1_800_000_000.0)
-    for _ in range(login_throttle.ACCOUNT_FROM_ADDRESS_LIMIT + 2):
+    monkeypatch.setattr(rate_limits, "clock", lambda: 1_800_000_000.0)
+    for _ in range(settings.login_failures_per_account_from_address + 2):
         assert log_in()[0] == 200
 
 
@@ -530,11 +529,11 @@ def test_a_refused_password_change_changes_nothing(stack: Stack) -> None:
     assert refresh(session["refresh_token"])[0] == 200
 
 
-def test_guessing_the_current_password_is_throttled_like_logins(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(login_throttle, "ACCOUNT_FROM_ADDRESS_LIMIT", 3)
+def test_guessing_the_current_password_is_throttled_like_logins(stack: Stack) -> None:
     account = sign_up()
 
-    answers = [change_password(caller_of(account), f"guess {n}", "a new correct horse")[0] for n in range(4)]
+    with limits(login_failures_per_account_from_address=3):
+        answers = [change_password(caller_of(account), f"guess {n}", "a new correct horse")[0] for n in range(4)]
 
     assert answers == [403, 403, 403, 429]
     assert change_password(caller_of(account), PASSWORD, "a new correct horse", source_ip="198.51.100.7")[0] == 204
@@ -603,13 +602,13 @@ class Watched:
 
 
 def test_failed_logins_and_throttling_are_logged_with_the_account_and_address_and_counted(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, watched: Watched
+    stack: Stack, watched: Watched
 ) -> None:
-    monkeypatch.setattr(login_throttle, "ACCOUNT_FROM_ADDRESS_LIMIT", 2)
     sign_up()
     watched.clear()
 
-    statuses = [log_in(password=f"guess {n}", source_ip="198.51.100.9")[0] for n in range(3)]
+    with limits(login_failures_per_account_from_address=2):
+        statuses = [log_in(password=f"guess {n}", source_ip="198.51.100.9")[0] for n in range(3)]
 
     assert statuses == [401, 401, 429]
     assert watched.events() == [

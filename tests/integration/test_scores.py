@@ -30,9 +30,14 @@ def test_an_action_is_recorded_for_its_player(game: Game) -> None:
     status, body = game.start(alice, {"type": "match"})
 
     assert status == 201
-    assert set(body) == {"action_id", "type", "max_score", "expires_at"}
+    assert set(body) == {"action_id", "type", "max_score", "expires_at", "scorable_at"}
     assert (body["type"], body["max_score"]) == ("match", 1000)
     assert body["expires_at"].endswith("Z")
+    assert body["scorable_at"].endswith("Z")
+    # Open on the player's item until it is scored; nothing in the ledger of scored actions yet.
+    [item] = [item for item in game.stack.items("PlayerTotalsTable") if item["user_id"]["S"] == alice.user_id]
+    assert item["open:match"]["SS"] == [body["action_id"]]
+    assert game.stack.items("ActionsTable") == []
 
 
 def test_the_action_type_defaults_to_match(game: Game) -> None:
@@ -124,18 +129,6 @@ def test_the_first_applicable_error_wins(game: Game) -> None:
     assert game.post(alice, {"user_id": alice.user_id, "score": 5000, "action_id": "nope"})[0] == 404
     assert game.post(alice, {"user_id": alice.user_id, "score": 1, "action_id": mine})[0] == 202
     assert game.post(alice, {"user_id": alice.user_id, "score": 5000, "action_id": mine})[0] == 409
-
-
-def test_an_expired_action_is_409(game: Game) -> None:
-    alice = game.player("alice")
-    action_id = game.action(alice)
-    game.stack.dynamodb.update_item(
-        TableName=game.stack.physical_id("ActionsTable"),
-        Key={"action_id": {"S": action_id}},
-        UpdateExpression="SET expires_at = :past",
-        ExpressionAttributeValues={":past": {"N": "1"}},
-    )
-    assert game.post(alice, {"user_id": alice.user_id, "score": 10, "action_id": action_id})[0] == 409
 
 
 def test_a_score_that_would_pass_the_cap_is_422(game: Game) -> None:

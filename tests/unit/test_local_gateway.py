@@ -1,18 +1,26 @@
-"""The local HTTP API answers as API Gateway (HTTP API, payload 2.0, Lambda authorizer) would; functions are fakes."""
+"""The local HTTP API answers as API Gateway (HTTP API, payload 2.0, Lambda authorizer, IAM authorization) would;
+functions are fakes."""
 
 import asyncio
 import base64
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+import requests
 from aiohttp.test_utils import TestClient, TestServer
+from botocore.credentials import Credentials
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from clients.signed_api import ExecuteApiAuth
 from local.gateway import MAX_PAYLOAD_BYTES, Gateway
-from local.plumbing import AuthorizerCache
-from local.specs import HttpRoute, LambdaAuthorizer
+from local.plumbing import SIGNATURE_MISMATCH, AuthorizerCache
+from local.services import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from local.specs import AWS_IAM, HttpRoute, LambdaAuthorizer
 from local.workers import Invocation
 from tests.unit.fake_functions import Behaviour, FakeFunctions
 
@@ -52,7 +60,11 @@ ROUTES = [
     HttpRoute("GET", "/v1/scores/top", "Top", None),
     HttpRoute("POST", "/v1/logout", "Logout", "TokenAuthorizer"),
     HttpRoute("POST", "/v1/actions", "StartAction", "TokenAuthorizer"),
+    HttpRoute("POST", "/v1/server/scores", "ServerScores", AWS_IAM),
+    HttpRoute("GET", "/v1/moderation/players/{user_id}", "Moderation", AWS_IAM),
 ]
+# What the local runtime's functions hold, and so what signs requests to IAM routes locally (any session token).
+LOCAL_CREDENTIALS = Credentials(ACCESS_KEY_ID, SECRET_ACCESS_KEY, "any-session-token")
 
 
 def gateway_with(
@@ -375,6 +387,190 @@ def test_an_iam_policy_answer_is_checked_against_each_route() -> None:
 
     assert request(gateway, "POST", "/v1/logout", headers=token).status == 200
     assert request(gateway, "POST", "/v1/actions", headers=token).status == 403
+
+
+# --- IAM authorization (AWS_IAM routes) ---
+
+
+def signed_request(
+    gateway: Gateway,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    credentials: Credentials = LOCAL_CREDENTIALS,
+    region: str = "us-east-1",
+    signed_at: datetime | None = None,
+    sent_path: str | None = None,
+    sent_body: bytes | None = None,
+    sent_headers: dict[str, str] | None = None,
+) -> Reply:
+    """Sign ``method path body`` as clients/signed_api.py does (at ``signed_at``, default now), then send it, or
+    what ``sent_path``, ``sent_body`` and ``sent_headers`` say instead."""
+
+    async def send() -> Reply:
+        async with TestClient(TestServer(gateway.app())) as client:
+            headers = {"Content-Type": "application/json"} if body else {}
+            prepared = requests.Request(method, str(client.make_url(path)), data=body, headers=headers).prepare()
+            with mock.patch("botocore.auth.get_current_datetime", return_value=signed_at or naive_utc_now()):
+                ExecuteApiAuth(credentials, region)(prepared)
+            names = ("Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token")
+            sent = {name: prepared.headers[name] for name in names if name in prepared.headers}
+            response = await client.request(
+                method,
+                sent_path or path,
+                data=body if sent_body is None else sent_body,
+                headers=sent | (sent_headers or {}),
+            )
+            return Reply(response.status, response.headers, await response.read())
+
+    return asyncio.run(send())
+
+
+def naive_utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)  # what botocore's signer reads its clock as
+
+
+def echo_event(event: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": 200, "body": json.dumps(event)}
+
+
+def test_a_request_signed_with_the_local_credentials_reaches_the_function_with_its_iam_caller() -> None:
+    functions = FakeFunctions(ServerScores=echo_event, Authorize=allow_token_good)
+
+    reply = signed_request(gateway_with(functions), "POST", "/v1/server/scores", b'{"score":420}')
+
+    assert reply.status == 200
+    event = reply.json()
+    assert event["requestContext"]["authorizer"] == {
+        "iam": {
+            "accessKey": ACCESS_KEY_ID,
+            "accountId": "123456789012",
+            "callerId": event["requestContext"]["authorizer"]["iam"]["userId"],
+            "cognitoIdentity": None,
+            "principalOrgId": None,
+            "userArn": "arn:aws:iam::123456789012:user/local-operator",
+            "userId": event["requestContext"]["authorizer"]["iam"]["userId"],
+        }
+    }
+    assert re.fullmatch(r"AIDA[A-Z0-9]{17}", event["requestContext"]["authorizer"]["iam"]["userId"])
+    assert (event["body"], event["routeKey"]) == ('{"score":420}', "POST /v1/server/scores")
+    assert functions.events_of("Authorize") == []  # no Lambda authorizer on an IAM route
+
+
+def test_the_signature_covers_the_path_parameters_and_the_query_string() -> None:
+    functions = FakeFunctions(Moderation=echo_event)
+    gateway = gateway_with(functions)
+    path = "/v1/moderation/players/u-7?reason=spam%20bot&limit=5"
+
+    allowed = signed_request(gateway, "GET", path)
+    other_query = signed_request(gateway, "GET", path, sent_path="/v1/moderation/players/u-7?reason=spam&limit=5")
+    other_player = signed_request(
+        gateway, "GET", path, sent_path="/v1/moderation/players/u-8?reason=spam%20bot&limit=5"
+    )
+
+    assert allowed.status == 200
+    assert allowed.json()["pathParameters"] == {"user_id": "u-7"}
+    assert allowed.json()["queryStringParameters"] == {"reason": "spam bot", "limit": "5"}
+    assert [(reply.status, reply.json()["message"]) for reply in (other_query, other_player)] == [
+        (403, SIGNATURE_MISMATCH),
+        (403, SIGNATURE_MISMATCH),
+    ]
+    assert len(functions.events_of("Moderation")) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [pytest.param({}, id="no-authorization"), pytest.param({"Authorization": "Bearer good"}, id="a-player-token")],
+)
+def test_an_unsigned_request_to_an_iam_route_is_403_forbidden_and_calls_nothing(headers: dict[str, str]) -> None:
+    functions = FakeFunctions(ServerScores=ok, Authorize=allow_token_good)
+
+    reply = request(gateway_with(functions), "POST", "/v1/server/scores", json={"score": 1}, headers=headers)
+
+    assert (reply.status, reply.json()) == (403, {"message": "Forbidden"})
+    assert "x-amzn-ErrorType" not in reply.headers
+    assert functions.calls == []
+
+
+@pytest.mark.parametrize(
+    ("signing", "message", "error_type"),
+    [
+        pytest.param(
+            {"credentials": Credentials(ACCESS_KEY_ID, "not-the-local-secret")},
+            SIGNATURE_MISMATCH,
+            "InvalidSignatureException",
+            id="wrong-secret",
+        ),
+        pytest.param(
+            {"credentials": Credentials("AKIAUNKNOWNKEY000000", SECRET_ACCESS_KEY)},
+            "The security token included in the request is invalid.",
+            "AccessDeniedException",
+            id="unknown-access-key",
+        ),
+        pytest.param({"sent_body": b'{"score":1000}'}, SIGNATURE_MISMATCH, "InvalidSignatureException", id="tampered"),
+        pytest.param(
+            {"sent_headers": {"Content-Type": "text/plain"}},
+            SIGNATURE_MISMATCH,
+            "InvalidSignatureException",
+            id="tampered-signed-header",
+        ),
+        pytest.param(
+            {"region": "eu-west-1"},
+            "Credential should be scoped to a valid region, not 'eu-west-1'.",
+            "InvalidSignatureException",
+            id="another-region",
+        ),
+        pytest.param(
+            {"sent_headers": {"Authorization": "AWS4-HMAC-SHA256 Credential=x"}},
+            "Authorization header requires 'Signature' parameter. "
+            "Authorization header requires 'SignedHeaders' parameter.",
+            "IncompleteSignatureException",
+            id="incomplete-authorization",
+        ),
+    ],
+)
+def test_a_badly_signed_request_is_403_with_aws_message_and_error_type(
+    signing: dict[str, Any], message: str, error_type: str
+) -> None:
+    functions = FakeFunctions(ServerScores=ok)
+
+    reply = signed_request(gateway_with(functions), "POST", "/v1/server/scores", b'{"score":1}', **signing)
+
+    assert (reply.status, reply.json()) == (403, {"message": message})
+    assert reply.headers["x-amzn-ErrorType"] == error_type
+    assert functions.calls == []
+
+
+@pytest.mark.parametrize(
+    ("skew", "expected"),
+    [
+        (
+            -timedelta(minutes=6),
+            r"Signature expired: \d{8}T\d{6}Z is now earlier than \d{8}T\d{6}Z \(\d{8}T\d{6}Z - 5 min\.\)",
+        ),
+        (
+            timedelta(minutes=6),
+            r"Signature not yet current: \d{8}T\d{6}Z is still later than \d{8}T\d{6}Z \(\d{8}T\d{6}Z \+ 5 min\.\)",
+        ),
+    ],
+)
+def test_a_signature_more_than_5_minutes_from_the_gateways_clock_is_refused(skew: timedelta, expected: str) -> None:
+    functions = FakeFunctions(ServerScores=ok)
+    gateway = gateway_with(functions)
+
+    within = signed_request(gateway, "POST", "/v1/server/scores", b"{}", signed_at=naive_utc_now() + skew * 0.6)
+    beyond = signed_request(gateway, "POST", "/v1/server/scores", b"{}", signed_at=naive_utc_now() + skew)
+
+    assert within.status == 200
+    assert beyond.status == 403
+    assert re.fullmatch(expected, beyond.json()["message"])
+    assert beyond.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+
+
+def test_a_route_naming_an_authorizer_the_api_does_not_declare_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="unknown authorizer"):
+        Gateway([HttpRoute("POST", "/v1/x", "X", "aws_iam")], {}, FakeFunctions(), say=lambda _: None)
 
 
 # --- Static files ---

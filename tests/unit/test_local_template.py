@@ -159,6 +159,8 @@ def test_every_http_route_of_template_yaml_is_found_with_its_function_and_author
     assert routes["POST /v1/logout"].function_id == "LogoutFunction"
     for route_key, route in routes.items():
         expected = None if route_key in OPEN_ROUTES else "AccessTokenAuthorizer"
+        if route.path.startswith(("/v1/server/", "/v1/moderation/")):
+            expected = "AWS_IAM"  # game servers and operators sign with IAM (DESIGN.md §3, fair play)
         assert route.authorizer == expected, route_key
 
 
@@ -180,7 +182,7 @@ def test_the_login_function_gets_globals_and_its_own_environment_with_intrinsics
 
     assert login.environment["USERS_TABLE"] == "leaderboard-local-UsersTable"
     assert login.environment["TOKEN_FAMILIES_TABLE"] == "leaderboard-local-TokenFamiliesTable"
-    assert login.environment["LOGIN_ATTEMPTS_TABLE"] == "leaderboard-local-LoginAttemptsTable"
+    assert login.environment["RATE_LIMITS_TABLE"] == "leaderboard-local-RateLimitsTable"
     assert login.environment["SIGNING_KEY_SECRET_ARN"] == SECRET_ARN
     assert login.environment["POWERTOOLS_LOG_LEVEL"] == "INFO"
     assert login.environment["JWT_ISSUER"] == "urn:leaderboard:leaderboard-local"

@@ -1,4 +1,4 @@
-"""Pieces of the score path that need no AWS or Redis: queue messages, request bodies, action bodies."""
+"""Pieces of the score path that need no AWS or Redis: queue messages and request bodies."""
 
 import json
 from dataclasses import asdict
@@ -6,7 +6,6 @@ from dataclasses import asdict
 import pytest
 from pydantic import ValidationError
 
-from leaderboard.actions import Action
 from leaderboard.bodies import MAX_EXACT_INTEGER, PostScoreBody
 from leaderboard.scores import AcceptedScore, PoisonMessage, parse_message
 
@@ -46,13 +45,3 @@ def test_whole_numbers_within_2_53_parse(score: int) -> None:
 def test_anything_else_is_a_type_error(score: str) -> None:
     with pytest.raises(ValidationError):
         PostScoreBody.model_validate_json(f'{{"user_id": "u", "score": {score}, "action_id": "a"}}')
-
-
-def test_an_action_expires_at_rfc3339_utc() -> None:
-    action = Action(action_id="a1", user_id="u1", type="match", max_score=1000, expires_at=1_795_795_200)
-    assert action.body() == {
-        "action_id": "a1",
-        "type": "match",
-        "max_score": 1000,
-        "expires_at": "2026-11-27T16:00:00Z",
-    }

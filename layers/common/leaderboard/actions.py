@@ -1,21 +1,30 @@
 """Actions: a match, a level, a quest. A player starts one, finishes it, and may score it once.
 
-Action types are defined with the boards, in the game's definitions (game.py). An unscored action expires; the
-table's TTL removes it a day later. A scored action is part of the ledger and is never removed.
+A started action lives on the player's item in PlayerTotalsTable, in the set of their open actions of its type
+(`open:<type>`), so starting one is one write and the set's size is the cap on open actions (`max_open`, game.py).
+Its id carries its type and the moment it started, so a score can be checked against the game's rules without a read.
+Scoring moves the action out of the set and into ActionsTable with its score (scores.py): that table is the ledger of
+scored actions. An action never scored leaves the set once it expired and the player needs the room.
 """
 
+import math
+import re
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from leaderboard.aws import dynamodb
 from leaderboard.config import settings
-from leaderboard.game import game
+from leaderboard.game import ActionType, game
+from leaderboard.problems import Forbidden, ServiceUnavailable, TooManyRequests
+from leaderboard.seasons import rfc3339
+from leaderboard.security_events import SecurityEvent
 
-# How long an expired, unscored action is kept (so a late score gets 409 "expired", not 404).
-PURGE_AFTER_SECONDS = 24 * 3600
+# "<type>.<the moment it started, ms, hex>.<80 random bits>"
+_ACTION_ID = re.compile(r"^(?P<type>[a-z0-9][a-z0-9-]{0,15})\.(?P<started>[0-9a-f]{1,12})\.[0-9a-f]{20}$")
+# Others start actions at the same time (another device); a retry with what they wrote usually goes through.
+_CONFLICT_RETRIES = 3
 
 
 class UnknownActionType(Exception):
@@ -25,41 +34,115 @@ class UnknownActionType(Exception):
 @dataclass(frozen=True)
 class Action:
     action_id: str
-    user_id: str
-    type: str
-    max_score: int
-    expires_at: int
+    kind: ActionType
+    started_at_ms: int
+
+    @property
+    def type(self) -> str:
+        return self.kind.name
+
+    @property
+    def expires_at_ms(self) -> int:
+        return self.started_at_ms + self.kind.lifetime_seconds * 1000
+
+    @property
+    def scorable_at_ms(self) -> int:
+        return self.started_at_ms + self.kind.min_duration_seconds * 1000
 
     def body(self) -> dict[str, Any]:
-        """What the player is told of the action."""
-        expires = datetime.fromtimestamp(self.expires_at, UTC).isoformat().replace("+00:00", "Z")
-        return {"action_id": self.action_id, "type": self.type, "max_score": self.max_score, "expires_at": expires}
+        """What the player is told of the action (times in whole seconds: it expires no later, and can be scored no
+        earlier, than it says)."""
+        return {
+            "action_id": self.action_id,
+            "type": self.type,
+            "max_score": self.kind.max_score,
+            "expires_at": rfc3339(self.expires_at_ms // 1000 * 1000),
+            "scorable_at": rfc3339(math.ceil(self.scorable_at_ms / 1000) * 1000),
+        }
+
+    @classmethod
+    def new(cls, kind: ActionType, now_ms: int) -> "Action":
+        return cls(f"{kind.name}.{now_ms:x}.{secrets.token_hex(10)}", kind, now_ms)
+
+    @classmethod
+    def parse(cls, action_id: str) -> "Action | None":
+        """The action this id names, if it is an id this API gives out for a type the game defines."""
+        match = _ACTION_ID.fullmatch(action_id)
+        kind = game().action_types.get(match["type"]) if match else None
+        return cls(action_id, kind, int(match["started"], 16)) if match and kind else None
+
+
+def now_ms() -> int:
+    """The wall clock, in ms: what actions and scores are timed by."""
+    return int(time.time() * 1000)
+
+
+def open_actions_attribute(action_type: str) -> str:
+    """The player item's set of their open actions of this type."""
+    return f"open:{action_type}"
 
 
 def start_action(user_id: str, action_type: str) -> Action:
-    """Record a new action owned by `user_id`."""
+    """Record a new open action of `user_id`; 429 while they have `max_open` of its type open, unexpired."""
     kind = game().action_types.get(action_type)
     if kind is None:
         raise UnknownActionType(action_type)
-    now = int(time.time())
-    action = Action(
-        action_id=uuid.uuid4().hex,
-        user_id=user_id,
-        type=action_type,
-        max_score=kind.max_score,
-        expires_at=now + kind.lifetime_seconds,
-    )
-    dynamodb().put_item(
-        TableName=settings.actions_table,
-        Item={
-            "action_id": {"S": action.action_id},
-            "user_id": {"S": user_id},
-            "type": {"S": action_type},
-            "max_score": {"N": str(action.max_score)},
-            "created_at": {"N": str(now)},
-            "expires_at": {"N": str(action.expires_at)},
-            "purge_at": {"N": str(action.expires_at + PURGE_AFTER_SECONDS)},
-        },
-        ConditionExpression="attribute_not_exists(action_id)",
-    )
-    return action
+    action = Action.new(kind, now_ms())
+    client = dynamodb()
+    # Most starts find room: one blind write. A full set is read back and its expired actions dropped.
+    update: dict[str, Any] = {
+        "UpdateExpression": "ADD #open :action",
+        "ConditionExpression": (
+            "attribute_not_exists(banned_at) AND (attribute_not_exists(#open) OR size(#open) < :max)"
+        ),
+        "ExpressionAttributeValues": {":action": {"SS": [action.action_id]}, ":max": {"N": str(kind.max_open)}},
+    }
+    for _ in range(_CONFLICT_RETRIES + 1):
+        try:
+            client.update_item(
+                TableName=settings.player_totals_table,
+                Key={"user_id": {"S": user_id}},
+                ExpressionAttributeNames={"#open": open_actions_attribute(action_type)},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **update,
+            )
+            return action
+        except client.exceptions.ConditionalCheckFailedException as exc:
+            found: Any = exc.response.get("Item") or {}
+            update = _make_room(found, action)
+    raise ServiceUnavailable("The action could not be started yet; try again.", retry_after=1)
+
+
+def _make_room(item: dict[str, Any], action: Action) -> dict[str, Any]:
+    """The write that replaces the player's open actions by the unexpired ones and the new one, on condition that
+    nobody changed them meanwhile; 429 if the unexpired ones fill the cap, 403 if the player is banned."""
+    if "banned_at" in item:
+        raise Forbidden("This player is banned.", security_event=SecurityEvent.BANNED_PLAYER_REFUSED)
+    open_ids = item.get(open_actions_attribute(action.type), {}).get("SS", [])
+    unexpired = [
+        found
+        for found in (Action.parse(action_id) for action_id in open_ids)
+        if found and found.expires_at_ms > action.started_at_ms
+    ]
+    if len(unexpired) >= action.kind.max_open:
+        soonest = min(found.expires_at_ms for found in unexpired)
+        raise TooManyRequests(
+            f"You already have {action.kind.max_open} {action.type} actions open; score or let one expire first.",
+            retry_after=max(1, math.ceil((soonest - action.started_at_ms) / 1000)),
+            security_event=SecurityEvent.FARMING_REFUSED,
+        )
+    values: dict[str, Any] = {":kept": {"SS": [found.action_id for found in unexpired] + [action.action_id]}}
+    unchanged = ["attribute_not_exists(banned_at)"]
+    if open_ids:
+        values[":seen"] = {"N": str(len(open_ids))}
+        unchanged.append("size(#open) = :seen")
+    else:
+        unchanged.append("attribute_not_exists(#open)")
+    for index, action_id in enumerate(open_ids):
+        values[f":o{index}"] = {"S": action_id}
+        unchanged.append(f"contains(#open, :o{index})")
+    return {
+        "UpdateExpression": "SET #open = :kept",
+        "ConditionExpression": " AND ".join(unchanged),
+        "ExpressionAttributeValues": values,
+    }

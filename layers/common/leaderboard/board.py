@@ -24,6 +24,8 @@ A season that ends stays readable for its board's `readable_days`, then its keys
 that writes one sets its expiry (ARGV[1], 0 for a board that never resets).
 A board's audience is counted across its seasons (so a reset does not look like an empty room): `<prefix>:{<board>}:
 viewers:<window>`, subscriptions to its channel per AUDIENCE_WINDOW_MS.
+A rate limit's counter (read_limits.py) is `<prefix>:{rate:<limit>:<subject>}:<window>`: a hash tag of its own, so
+counters spread over the cluster's slots and each command touches one key.
 
 Writes are version-free: the ledger only ever moves a player up a season's ranking (points only grow; a `best`
 board's equal score counts only if reached earlier), so a write applies only if it moves the player up, and a late
@@ -73,6 +75,9 @@ local function member_of(user, found)  -- the ranking member of a player, from t
   return string.sub(found, 1, MOMENT_BYTES) .. user .. ':' .. string.sub(found, MOMENT_BYTES + 1)
 end
 local function top() return redis.call('ZREVRANGE', ranking, 0, TOP - 1, 'WITHSCORES') end
+local function is_fence(found)  -- a removed player's entry: the moment of the removal and a NUL (no name is one)
+  return found and #found == MOMENT_BYTES + 1 and string.byte(found, -1) == 0
+end
 local function expire(key) if expire_at > 0 then redis.call('PEXPIREAT', key, expire_at) end end
 local function set(key, value)
   if expire_at > 0 then redis.call('SET', key, value, 'PXAT', expire_at) else redis.call('SET', key, value) end
@@ -92,11 +97,29 @@ local function in_slices(command, key, values)
 end
 """
 
-# ARGV: lease token, lease ms, the writer's clock (microseconds), 1 if a change should wake a publisher
-# (0 for a season no longer shown live), then groups of (user_id, points, the member's 6 bytes, display name), one per
+# A change to the ranking (ARGV: lease token, lease ms, the writer's clock in microseconds, 1 if a change should wake a
+# publisher, 0 for a season no longer shown live): the season's version rises, the top 10's too if it changed, and
+# unless a publisher holds the lease the change takes it. Returns {applied, 1 if the lease was taken}.
+_CHANGED = """
+local function changed(applied, top_before)
+  expire(ranking)
+  local new_seq = math.max(tonumber(redis.call('GET', seq) or '0') + 1, tonumber(ARGV[3]))
+  set(seq, string.format('%.0f', new_seq))
+  local top_after = top()
+  local top_changed = #top_before ~= #top_after
+  for i = 1, #top_after do top_changed = top_changed or top_before[i] ~= top_after[i] end
+  if top_changed then set(top_seq, string.format('%.0f', new_seq)) end
+  if ARGV[4] ~= '1' then return {applied, 0} end
+  return {applied, redis.call('SET', publishing, ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0}
+end
+"""
+
+# ARGV: as _CHANGED, then groups of (user_id, points, the member's 6 bytes, display name), one per
 # player, whose players' hashes follow the named keys in the same order. Returns {applied, 1 if this call took the
 # publishing lease}.
-_SET_TOTALS = """
+_SET_TOTALS = (
+    _CHANGED
+    + """
 local applied = 0
 local top_before = top()
 local player = 0
@@ -106,7 +129,9 @@ for i = 5, #ARGV, 4 do
   local member = ARGV[i + 2] .. user .. ':' .. name
   local found = redis.call('HGET', players, user)
   local up = true
-  if found then
+  if is_fence(found) then
+    up = moment_rank(member) < moment_rank(found)  -- reached after the player was removed (later ranks lower)
+  elseif found then
     local held = member_of(user, found)
     local held_points = tonumber(redis.call('ZSCORE', ranking, held))
     if held_points then
@@ -126,16 +151,34 @@ for i = 5, #ARGV, 4 do
   end
 end
 if applied == 0 then return {0, 0} end
-expire(ranking)
-local new_seq = math.max(tonumber(redis.call('GET', seq) or '0') + 1, tonumber(ARGV[3]))
-set(seq, string.format('%.0f', new_seq))
-local top_after = top()
-local top_changed = #top_before ~= #top_after
-for i = 1, #top_after do top_changed = top_changed or top_before[i] ~= top_after[i] end
-if top_changed then set(top_seq, string.format('%.0f', new_seq)) end
-if ARGV[4] ~= '1' then return {applied, 0} end
-local woke = redis.call('SET', publishing, ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-return {applied, woke}
+return changed(applied, top_before)
+"""
+)
+
+# ARGV: as _CHANGED, then user_id, the 6 bytes of the moment of the removal. Their players' hash follows the named keys.
+# Takes the player off the ranking and leaves a fence in their entry: a write of points reached up to that moment (one
+# in flight when they were removed) is refused; points reached later are not. Returns as _CHANGED.
+_REMOVE = (
+    _CHANGED
+    + """
+local top_before = top()
+local players, user = players_hash(1), ARGV[5]
+local found = redis.call('HGET', players, user)
+local removed = 0
+if found and not is_fence(found) then removed = redis.call('ZREM', ranking, member_of(user, found)) end
+redis.call('HSET', players, user, ARGV[6] .. '\\0')
+expire(players)
+redis.call('HDEL', watching, user)
+if removed == 0 then return {0, 0} end
+return changed(removed, top_before)
+"""
+)
+
+# ARGV: user_id. Their players' hash follows the named keys. Takes down a removal's fence.
+_LIFT = """
+local found = redis.call('HGET', players_hash(1), ARGV[1])
+if is_fence(found) then redis.call('HDEL', players_hash(1), ARGV[1]) end
+return 0
 """
 
 # ARGV: user_id, how many above and below. Their players' hash follows the named keys. Returns false, or
@@ -384,6 +427,8 @@ class Board:
         self._expires_at_ms = expires_at_ms or 0
         scripts = {
             "set_totals": _SET_TOTALS,
+            "remove": _REMOVE,
+            "lift": _LIFT,
             "standing": _STANDING,
             "snapshot": _SNAPSHOT,
             "watch": _WATCH,
@@ -424,6 +469,19 @@ class Board:
             return Written(applied=0, lease=None)
         applied, woke = cast(list[int], self._call("set_totals", args, players))
         return Written(applied=int(applied), lease=lease if woke else None)
+
+    def remove(self, user_id: str, removed_at_ms: int, live: bool = True) -> Written:
+        """Take the player off the season's ranking (a moderator's removal, a ban). Points they reached up to
+        `removed_at_ms`, still in flight to this board, are refused from then on; points reached later count."""
+        lease = uuid.uuid4().hex
+        moment = (_LATEST - removed_at_ms).to_bytes(_MOMENT_BYTES, "big")
+        args = [lease, LEASE_MS, int(self._clock() * 1_000_000), int(live), user_id, moment]
+        removed, woke = cast(list[int], self._call("remove", args, [self.players_key(user_id)]))
+        return Written(applied=int(removed), lease=lease if woke else None)
+
+    def lift(self, user_id: str) -> None:
+        """Take down the fence a removal left (an unbanned player's points are written again)."""
+        self._call("lift", [user_id], [self.players_key(user_id)])
 
     def page(self, offset: int = 0, limit: int = TOP) -> list[Standing]:
         """Up to `limit` players from rank `offset + 1` on, in rank order."""
@@ -578,3 +636,18 @@ def open_board(definition: BoardDefinition, season: Season) -> Board:
 @cache
 def _open_board(definition: BoardDefinition, season: Season, url: str, prefix: str) -> Board:
     return Board(definition.id, season.name, _redis(url), expires_at_ms=definition.expires_at_ms(season))
+
+
+def count_in_window(limit: str, subject: str, window: int, expires_at_ms: int) -> int:
+    """Count one more request of `subject` (a client's network) against rate limit `limit` in its fixed window number
+    `window`, and return the window's count so far; the counter expires at `expires_at_ms`. One round trip (INCR and
+    PEXPIREAT, pipelined)."""
+    key = f"{settings.redis_key_prefix}:{{rate:{limit}:{subject}}}:{window}"
+    pipeline = _redis(settings.redis_url).pipeline(transaction=False)
+    pipeline.incr(key)
+    pipeline.pexpireat(key, expires_at_ms)  # absolute: setting it again at every count moves nothing
+    try:
+        count, _ = pipeline.execute()
+    except redis.RedisError as exc:
+        raise BoardUnavailable from exc
+    return int(count)

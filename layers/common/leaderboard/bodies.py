@@ -5,7 +5,10 @@ Each field's description is what a caller is told when the field is wrong.
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from leaderboard import names
 
 
 class _Body(BaseModel):
@@ -28,16 +31,23 @@ NewPassword = Annotated[
         description=f"a string of {PASSWORD_MIN} to {PASSWORD_MAX} characters",
     ),
 ]
-# Never in a display name: control characters (C0, C1), zero-width characters and bidirectional overrides,
-# which would let one player's name pass for another's on the board.
-_UNSHOWABLE = r"\x00-\x1f\x7f-\x9f\x{200b}-\x{200f}\x{202a}-\x{202e}\x{2066}-\x{2069}\x{feff}"
+# A validation error of this type carries a message of our own for the caller (http.parse_body passes it on).
+RULE_BROKEN = "rule_broken"
+
+
+def _display_name(text: str) -> str:
+    """The name as stored and shown (names.normalize: the one place for the rules), or the rule it breaks."""
+    try:
+        return names.normalize(text)
+    except names.InvalidName as broken:
+        raise PydanticCustomError(RULE_BROKEN, "{rule}", {"rule": str(broken)}) from None
+
+
+# Optional: without one (or with null) the server chooses a name. The description sits outside the union, where
+# pydantic keeps it for the field.
 DisplayName = Annotated[
-    str,
-    Field(
-        max_length=32,
-        pattern=rf"^[^{_UNSHOWABLE}]*[^\s{_UNSHOWABLE}][^{_UNSHOWABLE}]*$",
-        description="a string of 1 to 32 printable characters, not only spaces",
-    ),
+    Annotated[str, AfterValidator(_display_name)] | None,
+    Field(description=f"a string of 1 to {names.MAX_LENGTH} letters, marks, numbers, punctuation marks and spaces"),
 ]
 # Login accepts any plausible string so that a malformed username fails exactly like an unknown one.
 LoginName = Annotated[str, Field(min_length=1, max_length=64, description="a string of 1 to 64 characters")]
@@ -45,17 +55,20 @@ LoginPassword = Annotated[
     str, Field(min_length=1, max_length=PASSWORD_MAX, description=f"a string of 1 to {PASSWORD_MAX} characters")
 ]
 RefreshToken = Annotated[str, Field(min_length=1, max_length=2048, description="a refresh token string")]
+DeviceToken = Annotated[str, Field(min_length=1, max_length=2048, description="a device token string")]
 
 
 class RegisterBody(_Body):
     username: Username
     password: NewPassword
-    display_name: DisplayName | None = None
+    display_name: DisplayName = None
 
 
 class LoginBody(_Body):
     username: LoginName
     password: LoginPassword
+    # Optional: the device token an earlier login of the account answered (login_throttle.py says what it spares).
+    device_token: DeviceToken | None = Field(default=None, description="a device token string")
 
 
 class RefreshBody(_Body):
@@ -86,3 +99,37 @@ class PostScoreBody(_Body):
         int, Field(ge=-MAX_EXACT_INTEGER, le=MAX_EXACT_INTEGER, description="a whole number (no fraction, no quotes)")
     ]
     action_id: _Id
+
+
+# An id of the studio's own (a match, a round): with the player, it names one score, exactly once.
+_ServerActionId = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="a string of 1 to 64 letters, digits, '.', '_', ':' or '-'"),
+]
+
+
+class ServerScoreBody(_Body):
+    user_id: _Id
+    action_id: _ServerActionId
+    score: Annotated[
+        int, Field(ge=-MAX_EXACT_INTEGER, le=MAX_EXACT_INTEGER, description="a whole number (no fraction, no quotes)")
+    ]
+    type: Annotated[str, Field(min_length=1, max_length=32, description="an action type name")] = "match"
+
+
+# Why an operator acted: kept in the audit trail.
+_Reason = Annotated[str, Field(min_length=1, max_length=500, description="a string of 1 to 500 characters")]
+_BoardId = Annotated[str, Field(min_length=1, max_length=32, description="a board id")]
+_SeasonName = Annotated[str, Field(min_length=1, max_length=16, description="a season name, e.g. 2026-W49 or all")]
+
+
+class RemovePointsBody(_Body):
+    user_id: _Id
+    board: _BoardId
+    season: _SeasonName
+    reason: _Reason
+
+
+class BanBody(_Body):
+    user_id: _Id
+    reason: _Reason

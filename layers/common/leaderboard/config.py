@@ -17,6 +17,13 @@ def _require(name: str) -> str:
     return value
 
 
+def _limit(name: str) -> int:
+    value = _require(name)
+    if not (value.isascii() and value.isdigit() and int(value) >= 1):
+        raise ConfigurationError(f"environment variable {name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 class Settings:
     """What template.yaml tells a function. Each function reads only the variables it was given."""
 
@@ -37,12 +44,18 @@ class Settings:
         return _require("USERS_TABLE")
 
     @property
+    def display_names_table(self) -> str:
+        # The display names held, by look-alike key (users.py claims them with the account).
+        return _require("DISPLAY_NAMES_TABLE")
+
+    @property
     def token_families_table(self) -> str:
         return _require("TOKEN_FAMILIES_TABLE")
 
     @property
-    def login_attempts_table(self) -> str:
-        return _require("LOGIN_ATTEMPTS_TABLE")
+    def rate_limits_table(self) -> str:
+        # The DynamoDB counters of the rate limits per client (rate_limits.py): logins and registrations.
+        return _require("RATE_LIMITS_TABLE")
 
     @property
     def actions_table(self) -> str:
@@ -68,6 +81,10 @@ class Settings:
     def game(self) -> str:
         # The game's action types and boards, one JSON document (leaderboard/game.py reads it).
         return _require("GAME")
+
+    @property
+    def moderation_audit_table(self) -> str:
+        return _require("MODERATION_AUDIT_TABLE")
 
     @property
     def redis_key_prefix(self) -> str:
@@ -102,6 +119,32 @@ class Settings:
     @property
     def live_max_publishes_per_second(self) -> float:
         return float(_require("LIVE_MAX_PUBLISHES_PER_SECOND"))
+
+    # Rate limits per client (rate_limits.py, login_throttle.py, read_limits.py); template.yaml's parameters say what
+    # each one counts.
+    @property
+    def registrations_per_address_per_hour(self) -> int:
+        return _limit("REGISTRATIONS_PER_ADDRESS_PER_HOUR")
+
+    @property
+    def login_failures_per_account_from_address(self) -> int:
+        return _limit("LOGIN_FAILURES_PER_ACCOUNT_FROM_ADDRESS")
+
+    @property
+    def login_failures_per_account(self) -> int:
+        return _limit("LOGIN_FAILURES_PER_ACCOUNT")
+
+    @property
+    def login_failures_per_address(self) -> int:
+        return _limit("LOGIN_FAILURES_PER_ADDRESS")
+
+    @property
+    def login_failures_per_device(self) -> int:
+        return _limit("LOGIN_FAILURES_PER_DEVICE")
+
+    @property
+    def reads_per_address_per_minute(self) -> int:
+        return _limit("READS_PER_ADDRESS_PER_MINUTE")
 
     @property
     def aws_region(self) -> str:

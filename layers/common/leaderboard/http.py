@@ -15,8 +15,10 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from leaderboard.bodies import RULE_BROKEN
 from leaderboard.identity import Identity
 from leaderboard.problems import InvalidRequest, PayloadTooLarge, Problem, UnsupportedMediaType
+from leaderboard.security_events import record
 
 logger = Logger(child=True)
 
@@ -57,6 +59,8 @@ def endpoint(handler: Handler) -> Handler:
             return handler(event, context)
         except Problem as problem:
             logger.info("request refused", extra={"status": problem.status, "problem": problem.slug})
+            if problem.security_event:
+                record(problem.security_event, user=_acting_user(event), address=source_ip(event))
             return problem_response(problem)
         except Exception:
             logger.exception("unhandled error")
@@ -139,6 +143,8 @@ def _describe(model: type[BaseModel], error: ErrorDetails) -> str:
         return "is required"
     if kind == "extra_forbidden":
         return "is not a field of this request"
+    if kind == RULE_BROKEN:
+        return error["msg"]  # written by our own validator for the caller (bodies.py)
     field = model.model_fields.get(str(error["loc"][0]))
     expected = field.description if field and field.description else "a valid value"
     if kind in _TYPE_ERRORS:
@@ -149,6 +155,17 @@ def _describe(model: type[BaseModel], error: ErrorDetails) -> str:
 def caller(event: Event) -> Identity:
     """The player the Lambda authorizer vouched for."""
     return Identity.from_context(event["requestContext"]["authorizer"]["lambda"])
+
+
+def iam_caller(event: Event) -> str:
+    """The AWS principal (its ARN) whose SigV4 signature API Gateway checked on an IAM-authorized route."""
+    return str(event["requestContext"]["authorizer"]["iam"]["userArn"])
+
+
+def _acting_user(event: Event) -> str:
+    """Who a refused request acted for: the player the authorizer vouched for, or the IAM caller ("" if neither)."""
+    authorizer = event.get("requestContext", {}).get("authorizer") or {}
+    return str(authorizer.get("lambda", {}).get("user_id") or authorizer.get("iam", {}).get("userArn") or "")
 
 
 def source_ip(event: Event) -> str:

@@ -6,18 +6,31 @@ never a library's message, never a secret.
 
 from typing import Any, ClassVar
 
+from leaderboard.security_events import SecurityEvent
+
 
 class Problem(Exception):
-    """Base of every error a client is told about. Subclasses fix the status, the title and the type."""
+    """Base of every error a client is told about. Subclasses fix the status, the title and the type.
+
+    A refusal that is a `security_event` is recorded as one (with the caller and their address) by `http.endpoint`.
+    """
 
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
     slug: ClassVar[str] = "internal-error"
 
-    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        security_event: SecurityEvent | None = None,
+        **extensions: Any,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = headers or {}
+        self.security_event = security_event
         self.extensions = extensions
 
     def body(self) -> dict[str, Any]:
@@ -84,8 +97,8 @@ class TooManyRequests(Problem):
     title = "Too many requests"
     slug = "too-many-requests"
 
-    def __init__(self, detail: str, *, retry_after: int) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+    def __init__(self, detail: str, *, retry_after: int, security_event: SecurityEvent | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, security_event=security_event)
 
 
 class ServiceUnavailable(Problem):

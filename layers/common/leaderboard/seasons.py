@@ -100,8 +100,9 @@ def _epoch_ms(day: date) -> int:
     return (day - date(1970, 1, 1)).days * _DAY_MS
 
 
-def rfc3339(moment_ms: int | None) -> str | None:
-    """A moment as the API writes it: RFC 3339 UTC, e.g. 2026-12-07T00:00:00Z."""
+def rfc3339(moment_ms: int | None, timespec: str = "seconds") -> str | None:
+    """A moment as the API writes it: RFC 3339 UTC, e.g. 2026-12-07T00:00:00Z (`timespec="milliseconds"`:
+    2026-12-07T00:00:00.000Z)."""
     if moment_ms is None:
         return None
-    return datetime.fromtimestamp(moment_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(moment_ms / 1000, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
