@@ -13,7 +13,11 @@ from leaderboard import aws
 from leaderboard.game import ActionType, parse
 from leaderboard.identity import Identity
 from local.template import LOCAL_GAME_FILE
+from tests.conftest import load_event
 from tests.integration.conftest import Game
+from tests.integration.test_auth import Watched, watched
+
+__all__ = ["watched"]  # the fixture, shared with test_auth
 
 HOUR = 3600
 # 2026-12-01T10:00:00Z: every test starts at the top of an hour.
@@ -196,3 +200,16 @@ def test_a_stranded_score_is_queued_by_a_retry_even_after_its_action_expired(
     rules.game.drain()
     assert rules.game.total(alice) == 1
     assert rules.post(alice, action_id, 1)[0] == 409  # applied: scored once
+
+
+def test_farming_refusals_are_security_events_with_the_player_and_address(rules: Rules, watched: Watched) -> None:
+    alice = rules.game.player("alice")
+    opened = [rules.action(alice) for _ in range(rules.kind.max_open)]
+    address = load_event("start_action_ok")["requestContext"]["http"]["sourceIp"]
+    watched.clear()
+
+    assert rules.start(alice)[0] == 429  # too many open
+    assert rules.post(alice, opened[0], 1)[0] == 422  # too early
+
+    assert watched.events() == [("FarmingRefused", alice.user_id, address)] * 2
+    assert watched.counted() == ["FarmingRefused"] * 2

@@ -13,6 +13,9 @@ from leaderboard.board import PlayerTotal
 from leaderboard.identity import Identity
 from tests.conftest import FakeLambdaContext, load_event
 from tests.integration.conftest import Game
+from tests.integration.test_auth import Watched, watched
+
+__all__ = ["watched"]  # the fixture, shared with test_auth
 
 MODERATOR = "arn:aws:iam::123456789012:user/moderator"
 
@@ -147,3 +150,17 @@ def test_unbanning_a_player_who_is_not_banned_is_409_and_removing_nothing_is_404
     assert unban(ann)[0] == 409
     assert remove(game, ann)[0] == 404  # no points on that season
     assert audit(game, ann) == []
+
+
+def test_moderation_and_a_banned_players_attempts_are_security_events(game: Game, watched: Watched) -> None:
+    ann = game.player("ann")
+    game.score(ann, 10)
+    game.drain()
+    watched.clear()
+
+    assert ban(ann)[0] == 200
+    assert game.start(ann)[0] == 403
+
+    address = load_event("start_action_ok")["requestContext"]["http"]["sourceIp"]
+    assert watched.events() == [("Moderation", ann.user_id, MODERATOR), ("BannedPlayerRefused", ann.user_id, address)]
+    assert watched.counted() == ["Moderation", "BannedPlayerRefused"]

@@ -22,7 +22,7 @@ class SecurityEvent(StrEnum):
     REFRESH_TOKEN_REUSE = "RefreshTokenReuse"  # noqa: S105 - a metric name. A spent refresh token presented again
     FARMING_REFUSED = "FarmingRefused"  # an action or a score refused by the game's fair-play limits
     BANNED_PLAYER_REFUSED = "BannedPlayerRefused"  # a banned player tried to start an action or post a score
-    MODERATION = "Moderation"  # an operator removed a score, banned or unbanned a player
+    MODERATION = "Moderation"  # an operator removed points, banned or unbanned a player (address: their IAM ARN)
 
 
 def record(event: SecurityEvent, *, user: str, address: str, limit: str | None = None) -> None:
