@@ -95,6 +95,29 @@ def test_a_score_in_flight_when_points_are_removed_does_not_bring_them_back(game
     assert ann.user_id not in on_board(game, "weekly")
     assert game.total(ann, f"weekly/{weekly.season}") == 0
     assert on_board(game, "global")[ann.user_id] == 600
+    # Nor after she scores again: the fence outlives her new entry.
+    game.score(ann, 40)
+    game.drain()
+    weekly.set_totals([stale])
+    assert on_board(game, "weekly")[ann.user_id] == 40
+    assert game.total(ann, f"weekly/{weekly.season}") == 40
+
+
+def test_a_player_whose_points_were_removed_can_be_banned_and_a_banned_one_can_lose_points(game: Game) -> None:
+    ann, bob = game.player("ann"), game.player("bob")
+    for player in (ann, bob):
+        game.score(player, 100)
+    game.drain()
+
+    assert remove(game, ann)[0] == 200
+    assert ban(ann)[0] == 200
+    assert ban(bob)[0] == 200
+    assert remove(game, bob)[0] == 200
+    assert unban(bob)[0] == 200
+
+    assert bob.user_id not in on_board(game, "weekly")
+    assert on_board(game, "global")[bob.user_id] == 100
+    assert [record["action"]["S"] for record in audit(game, bob)] == ["ban", "remove_points", "unban"]
 
 
 def test_a_banned_player_is_hidden_from_every_board_refused_and_back_when_unbanned(game: Game) -> None:

@@ -122,7 +122,8 @@ def test_server_scores_only_boards_take_no_players_scores() -> None:
     [
         ({"min_duration_seconds": 60}, "min_duration_seconds < lifetime_seconds"),
         ({"min_duration_seconds": -1}, "min_duration_seconds < lifetime_seconds"),
-        ({"max_open": 0}, "at least 1"),
+        ({"max_open": 0}, "max_open is 1 to 20"),
+        ({"max_open": 21}, "max_open is 1 to 20"),
         ({"max_scores_per_hour": 0}, "max_scores_per_hour is at least 1"),
         ({"max_points_per_hour": 99}, "max_points_per_hour is at least max_score"),
     ],

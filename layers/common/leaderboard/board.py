@@ -5,7 +5,8 @@ together), and every script is given every key it touches (ElastiCache refuses s
 - `...:ranking` sorted set; score = the player's points (exact: they stay far below 2^53); member = 6 bytes (2^48 - 1 -
   the moment the points were reached, in ms, big-endian) + user_id + ":" + display name. Among equal points
   ZREVRANGE puts whoever reached them first first, and a page of standings is one ZREVRANGE, names included;
-- `...:players:<n>` 2^17 small hashes, user_id -> the member's 6 bytes + display name: where to find a player's member.
+- `...:players:<n>` 2^17 small hashes, user_id -> the member's 6 bytes + display name: where to find a player's member
+  (and NUL + user_id -> the moment a moderator removed the player, for the few removed: see _REMOVE).
   A player lands in hash n = crc32(user_id) mod 2^17: at 10 million players ~76 a hash, so each stays in Redis's
   compact listpack encoding (up to 128 entries), about 45 bytes a player instead of about 125 in one big hash;
 - `...:seq` the season's version: every change raises it, to at least the writer's clock in microseconds, so it keeps
@@ -75,8 +76,8 @@ local function member_of(user, found)  -- the ranking member of a player, from t
   return string.sub(found, 1, MOMENT_BYTES) .. user .. ':' .. string.sub(found, MOMENT_BYTES + 1)
 end
 local function top() return redis.call('ZREVRANGE', ranking, 0, TOP - 1, 'WITHSCORES') end
-local function is_fence(found)  -- a removed player's entry: the moment of the removal and a NUL (no name is one)
-  return found and #found == MOMENT_BYTES + 1 and string.byte(found, -1) == 0
+local function fence_of(user)  -- a removed player's fence: the field beside their entry (no user id holds a NUL)
+  return '\\0' .. user
 end
 local function expire(key) if expire_at > 0 then redis.call('PEXPIREAT', key, expire_at) end end
 local function set(key, value)
@@ -127,11 +128,10 @@ for i = 5, #ARGV, 4 do
   player = player + 1
   local players, user, points, name = players_hash(player), ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 3]
   local member = ARGV[i + 2] .. user .. ':' .. name
-  local found = redis.call('HGET', players, user)
-  local up = true
-  if is_fence(found) then
-    up = moment_rank(member) < moment_rank(found)  -- reached after the player was removed (later ranks lower)
-  elseif found then
+  local found, fence = unpack(redis.call('HMGET', players, user, fence_of(user)))
+  -- Points reached before the player was removed are refused (later moments rank lower).
+  local up = not fence or moment_rank(member) < moment_rank(fence)
+  if up and found then
     local held = member_of(user, found)
     local held_points = tonumber(redis.call('ZSCORE', ranking, held))
     if held_points then
@@ -156,8 +156,10 @@ return changed(applied, top_before)
 )
 
 # ARGV: as _CHANGED, then user_id, the 6 bytes of the moment of the removal. Their players' hash follows the named keys.
-# Takes the player off the ranking and leaves a fence in their entry: a write of points reached up to that moment (one
-# in flight when they were removed) is refused; points reached later are not. Returns as _CHANGED.
+# Takes the player off the ranking and leaves a fence beside their entry in the players' hash (field NUL + user_id, the
+# moment's 6 bytes): from then on a write of points reached up to that moment (one in flight when they were removed, a
+# rebuild that read the ledger before) is refused, even after the player scores again; points reached later count.
+# Returns as _CHANGED.
 _REMOVE = (
     _CHANGED
     + """
@@ -165,8 +167,11 @@ local top_before = top()
 local players, user = players_hash(1), ARGV[5]
 local found = redis.call('HGET', players, user)
 local removed = 0
-if found and not is_fence(found) then removed = redis.call('ZREM', ranking, member_of(user, found)) end
-redis.call('HSET', players, user, ARGV[6] .. '\\0')
+if found then
+  removed = redis.call('ZREM', ranking, member_of(user, found))
+  redis.call('HDEL', players, user)
+end
+redis.call('HSET', players, fence_of(user), ARGV[6])
 expire(players)
 redis.call('HDEL', watching, user)
 if removed == 0 then return {0, 0} end
@@ -176,8 +181,7 @@ return changed(removed, top_before)
 
 # ARGV: user_id. Their players' hash follows the named keys. Takes down a removal's fence.
 _LIFT = """
-local found = redis.call('HGET', players_hash(1), ARGV[1])
-if is_fence(found) then redis.call('HDEL', players_hash(1), ARGV[1]) end
+redis.call('HDEL', players_hash(1), fence_of(ARGV[1]))
 return 0
 """
 

@@ -33,6 +33,8 @@ DEFAULT_ACTION_TYPE = "match"
 ALL_TIME_BOARD = "global"
 _DAY_MS = 86_400_000
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+# Open actions are kept on the player's item (actions.py): a few dozen ids fit in its KB and in one condition.
+MAX_OPEN = 20
 # Short: an action's id carries its type (actions.py).
 _ACTION_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 
@@ -157,8 +159,10 @@ def _action_type(name: str, entry: dict[str, Any]) -> ActionType:
     )
     if not _ACTION_TYPE.match(name):
         raise ValueError(f"action type {name!r}: 1 to 16 of a-z, 0-9 and '-'")
-    if kind.max_score < 1 or kind.lifetime_seconds < 1 or kind.max_open < 1:
-        raise ValueError(f"action type {name!r}: max_score, lifetime_seconds and max_open are at least 1")
+    if kind.max_score < 1 or kind.lifetime_seconds < 1:
+        raise ValueError(f"action type {name!r}: max_score and lifetime_seconds are at least 1")
+    if not 1 <= kind.max_open <= MAX_OPEN:
+        raise ValueError(f"action type {name!r}: max_open is 1 to {MAX_OPEN}")
     if not 0 <= kind.min_duration_seconds < kind.lifetime_seconds:
         raise ValueError(f"action type {name!r}: 0 <= min_duration_seconds < lifetime_seconds")
     if kind.max_scores_per_hour is not None and kind.max_scores_per_hour < 1:

@@ -140,6 +140,8 @@ def _first_refusal(accepted: AcceptedScore, action: Action, refusal: Problem) ->
     """The contract's answer when the action itself refuses the score: whose action it is, and whether it was scored,
     come first (404, 409; or, for the same score whose request died before it was queued, the score)."""
     item = player_item(accepted.user_id) or {}
+    if "banned_at" in item:
+        raise Forbidden("This player is banned.", security_event=SecurityEvent.BANNED_PLAYER_REFUSED)
     if accepted.action_id in item.get(open_actions_attribute(action.type), {}).get("SS", []):
         raise refusal
     scored = _action(accepted.action_id)
@@ -271,10 +273,11 @@ def _player_refusal(item: dict[str, Any], accepted: AcceptedScore, action: Actio
     """Why the player's item refused the score (first applicable wins)."""
     if "banned_at" in item:
         return Forbidden("This player is banned.", security_event=SecurityEvent.BANNED_PLAYER_REFUSED)
-    if action.action_id.startswith("server/"):
+    if action.action_id.startswith("server/"):  # the players' own limits are not the servers'
         if "display_name" not in item:
             return NotFound("There is no such player.")
-    elif accepted.action_id not in item.get(open_actions_attribute(action.type), {}).get("SS", []):
+        return UnprocessableContent(f"This score would take the player's total past {MAX_TOTAL}.")
+    if accepted.action_id not in item.get(open_actions_attribute(action.type), {}).get("SS", []):
         return NotFound("You have no such action.")
     for limit in hourly_limits(action.kind, accepted.score, accepted.accepted_at_ms):
         if int(item.get(limit.attribute, {}).get("N", 0)) > limit.cap - limit.amount:
@@ -623,7 +626,7 @@ def ledger_update(user_id: str, ledger: PlayerLedger) -> Any:
     update: Any = {
         "TableName": settings.player_totals_table,
         "Key": {"user_id": {"S": user_id}},
-        "UpdateExpression": f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+        "UpdateExpression": f"SET {', '.join(sets)}" + (f" REMOVE {', '.join(removes)}" if removes else ""),
         "ConditionExpression": "(attribute_not_exists(rev) OR rev = :rev)",
         "ExpressionAttributeValues": values,
     }
