@@ -23,6 +23,7 @@ from leaderboard.security_events import SecurityEvent
 
 # "<type>.<the moment it started, ms, hex>.<80 random bits>"
 _ACTION_ID = re.compile(r"^(?P<type>[a-z0-9][a-z0-9-]{0,15})\.(?P<started>[0-9a-f]{1,12})\.[0-9a-f]{20}$")
+_SERVER_PREFIX = "server/"
 # Others start actions at the same time (another device); a retry with what they wrote usually goes through.
 _CONFLICT_RETRIES = 3
 
@@ -59,6 +60,17 @@ class Action:
             "expires_at": rfc3339(self.expires_at_ms // 1000 * 1000),
             "scorable_at": rfc3339(math.ceil(self.scorable_at_ms / 1000) * 1000),
         }
+
+    @property
+    def by_server(self) -> bool:
+        """A game server's action (POST /v1/server/scores): never open, never held to the players' limits."""
+        return self.action_id.startswith(_SERVER_PREFIX)
+
+    @classmethod
+    def of_server(cls, user_id: str, server_action_id: str, kind: ActionType, now_ms: int) -> "Action":
+        """A game server's action for one player: keyed per player, since one match of the server's is many players'
+        scores."""
+        return cls(f"{_SERVER_PREFIX}{user_id}/{server_action_id}", kind, now_ms)
 
     @classmethod
     def new(cls, kind: ActionType, now_ms: int) -> "Action":

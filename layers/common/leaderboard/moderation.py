@@ -89,7 +89,7 @@ def remove_points(operator: str, user_id: str, board_id: str, season_name: str, 
         ledger.fences[key] = decision.at_ms
         return replace(decision, board=board_id, season=season_name, points=points or 0)
 
-    decision = _decide(operator, user_id, "remove_points", reason, change)
+    decision, _ = _decide(operator, user_id, "remove_points", reason, change)
     _take_off(user_id, [found], decision.at_ms)
     return decision
 
@@ -102,8 +102,7 @@ def ban(operator: str, user_id: str, reason: str) -> Decision:
             ledger.banned_at_ms = decision.at_ms
         return decision
 
-    decision = _decide(operator, user_id, "ban", reason, change)
-    ledger = scores.PlayerLedger.of(scores.player_item(user_id))
+    decision, ledger = _decide(operator, user_id, "ban", reason, change)
     _take_off(user_id, _readable(ledger), ledger.banned_at_ms or decision.at_ms)
     return decision
 
@@ -117,8 +116,7 @@ def unban(operator: str, user_id: str, reason: str) -> Decision:
         ledger.banned_at_ms = None
         return decision
 
-    decision = _decide(operator, user_id, "unban", reason, change)
-    ledger = scores.PlayerLedger.of(scores.player_item(user_id))
+    decision, ledger = _decide(operator, user_id, "unban", reason, change)
     points: dict[scores.SeasonKey, list[PlayerTotal]] = {}
     for definition, season in _readable(ledger):
         open_board(definition, season).lift(user_id)
@@ -132,9 +130,9 @@ def unban(operator: str, user_id: str, reason: str) -> Decision:
 
 def _decide(
     operator: str, user_id: str, action: str, reason: str, change: Callable[[scores.PlayerLedger, Decision], Decision]
-) -> Decision:
+) -> tuple[Decision, scores.PlayerLedger]:
     """Apply `change` to the player's ledger and record the decision, in one transaction; again if the player's item
-    changed meanwhile (a score was applied)."""
+    changed meanwhile (a score was applied). The decision, and the ledger as written."""
     client = dynamodb()
     for _ in range(_CONFLICT_RETRIES):
         item = scores.player_item(user_id)
@@ -153,7 +151,7 @@ def _decide(
         except client.exceptions.TransactionCanceledException:
             continue
         record(SecurityEvent.MODERATION, user=user_id, address=operator)
-        return decision
+        return decision, ledger
     raise ServiceUnavailable("The player kept changing; try again.", retry_after=1)
 
 

@@ -96,7 +96,7 @@ def accept(caller: Identity, user_id: str, action_id: str, score: int) -> Accept
     return _record(
         accepted,
         action,
-        [_ledger_entry(accepted, action, by_server=False), _player_acceptance(accepted, action)],
+        [_ledger_entry(accepted, action), _player_acceptance(accepted, action)],
         repeat_accepted=False,
     )
 
@@ -111,11 +111,10 @@ def accept_from_server(user_id: str, action_type: str, server_action_id: str, sc
     if not 1 <= score <= kind.max_score:
         raise UnprocessableContent(f"The score must be a whole number from 1 to {kind.max_score}.")
     now_ms = actions.now_ms()
-    # Keyed per player: one match of the server's is many players' scores.
-    action = Action(f"server/{user_id}/{server_action_id}", kind, now_ms)
+    action = Action.of_server(user_id, server_action_id, kind, now_ms)
     accepted = AcceptedScore(action.action_id, user_id, "", score, now_ms)  # the player's item holds their name
     transaction = [
-        _ledger_entry(accepted, action, by_server=True),
+        _ledger_entry(accepted, action),
         {"Update": _player_update(accepted, conditions=["attribute_exists(display_name)"])},  # a registered player
     ]
     return _record(accepted, action, transaction, repeat_accepted=True)
@@ -173,7 +172,7 @@ def _record(accepted: AcceptedScore, action: Action, transaction: list[Any], rep
     return accepted
 
 
-def _ledger_entry(accepted: AcceptedScore, action: Action, by_server: bool) -> dict[str, Any]:
+def _ledger_entry(accepted: AcceptedScore, action: Action) -> dict[str, Any]:
     """The scored action, in ActionsTable for good: what the consumer checks a message against."""
     item: dict[str, Any] = {
         "action_id": {"S": accepted.action_id},
@@ -183,7 +182,7 @@ def _ledger_entry(accepted: AcceptedScore, action: Action, by_server: bool) -> d
         "started_at": {"N": str(action.started_at_ms)},
         "accepted_at": {"N": str(accepted.accepted_at_ms)},
     }
-    if by_server:
+    if action.by_server:
         item["by_server"] = {"BOOL": True}
     return {
         "Put": {
@@ -273,7 +272,7 @@ def _player_refusal(item: dict[str, Any], accepted: AcceptedScore, action: Actio
     """Why the player's item refused the score (first applicable wins)."""
     if "banned_at" in item:
         return Forbidden("This player is banned.", security_event=SecurityEvent.BANNED_PLAYER_REFUSED)
-    if action.action_id.startswith("server/"):  # the players' own limits are not the servers'
+    if action.by_server:  # the players' own limits are not the servers'
         if "display_name" not in item:
             return NotFound("There is no such player.")
         return UnprocessableContent(f"This score would take the player's total past {MAX_TOTAL}.")
@@ -342,7 +341,7 @@ def _take_back(accepted: AcceptedScore, action: Action) -> bool:
         ":id": {"S": accepted.action_id},
     }
     update = "ADD accepted_total :minus"
-    if not action.action_id.startswith("server/"):
+    if not action.by_server:
         names["#open"] = open_actions_attribute(action.type)
         update += ", #open :action"
         limits = hourly_limits(action.kind, accepted.score, accepted.accepted_at_ms)
