@@ -16,6 +16,7 @@ export SAM_CLI_TELEMETRY := 0
 comma := ,
 VENV := .venv
 TOOLS := .venv-tools
+CHECKOV := .venv-checkov
 PY := $(VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 # This machine's pip config names local wheel folders that may be absent; their warnings are noise.
@@ -44,6 +45,14 @@ $(TOOLS)/.installed: requirements-tools.txt
 	@test -x $(TOOLS)/bin/python || $(TOOLS_PYTHON) -m venv $(TOOLS)
 	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | $(PIP_FILTER)
 	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) -r requirements-tools.txt 2>&1 | $(PIP_FILTER)
+	@touch $@
+
+# checkov pins boto3 and urllib3 apart from aws-sam-cli's: a venv of its own.
+$(CHECKOV)/.installed: requirements-checkov.txt
+	@echo "==> Setting up $(CHECKOV) with checkov (first run takes a minute)"
+	@test -x $(CHECKOV)/bin/python || $(TOOLS_PYTHON) -m venv $(CHECKOV)
+	@$(CHECKOV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | $(PIP_FILTER)
+	@$(CHECKOV)/bin/python -m pip install $(PIP_QUIET) -r requirements-checkov.txt 2>&1 | $(PIP_FILTER)
 	@touch $@
 
 run: $(VENV)/.installed
@@ -79,14 +88,22 @@ integration: $(VENV)/.installed
 	@echo "==> integration tests (handlers in-process, moto, real Redis)"
 	@$(PY) -m pytest tests/integration -q
 
-template: $(TOOLS)/.installed
-	@echo "==> sam validate --lint, cfn-lint, sam build (no Docker)"
+template: $(TOOLS)/.installed $(VENV)/.installed $(CHECKOV)/.installed
+	@echo "==> sam validate --lint, cfn-lint, template tests, checkov, sam build (no Docker)"
 	@$(TOOLS)/bin/sam validate --lint
 	@$(TOOLS)/bin/cfn-lint template.yaml
 	@mkdir -p build
+	@# The stack CloudFormation would create (LanguageExtensions, then the SAM transform) and its security properties.
+	@$(TOOLS)/bin/python -m pytest tests/template -q
+	@$(TOOLS)/bin/python -m tests.template.cloudformation > build/template.translated.json
+	@$(CHECKOV)/bin/checkov --config-file .checkov.yaml --file template.yaml
+	@# Again on what SAM generates (roles, permissions, the API's stage); the functions' own checks, and the skips
+	@# justified beside them, are template.yaml's above.
+	@$(CHECKOV)/bin/checkov --config-file .checkov.yaml --file build/template.translated.json \
+	  --skip-check CKV_AWS_115,CKV_AWS_116,CKV_AWS_117,CKV_AWS_173
 	@$(TOOLS)/bin/sam build --parallel --cached > build/sam-build.log 2>&1 || { cat build/sam-build.log; exit 1; }
-	@# The layer trap: SAM copies layers/common into python/, so the package must land at python/leaderboard.
-	@test -f .aws-sam/build/CommonLayer/python/leaderboard/__init__.py || { echo "layer layout is wrong"; exit 1; }
+	@# What Lambda gets: the layer at python/leaderboard, built for arm64, no dev files, sizes -> build/artifact-sizes.json.
+	@$(PY) -m pytest tests/build -q
 	@echo "sam build: ok (.aws-sam/build; log in build/sam-build.log)"
 
 # The browser test drives Debian's Chromium (no `playwright install`); CHROMIUM=<path> to use another build.
@@ -109,4 +126,4 @@ bench: $(VENV)/.installed
 	@PYTHONPATH=.:layers/common $(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .local build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(CHECKOV) .aws-sam .local build .pytest_cache .mypy_cache .ruff_cache

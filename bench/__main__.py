@@ -11,23 +11,26 @@ from datetime import UTC, datetime
 
 from bench import (
     ROOT,
+    artifact_sizes,
     aws_requests,
     board_cpu,
     board_fill,
     board_scale,
     board_throughput,
     cold_start,
+    cost,
     live_push,
     login_timing,
 )
 from leaderboard.board import PLAYER_HASHES
 
 AUTHORIZER_BUDGET_MS = 150
+POST_SCORE_BUDGET_MS = 250  # issue 11: POST /v1/scores's cold import
 APPLY_VS_RAW_TARGET = 0.5
 TOP10_VS_RAW_TARGET = 0.7
 READ_P99_TARGET_MS = 2
 AWS_REQUESTS_TARGET = 4
-WCU_TARGET = 6  # per accepted score, with the template's three boards
+WCU_TARGET = 2  # per accepted score, with the template's three boards: the action's write and the score's
 SERVER_CPU_RATIO_TARGET = 4  # the consumer's script per score per board, over one ZINCRBY
 BYTES_PER_PLAYER_TARGET = 250  # per player per board, at 10 million players (the old layout: 450)
 PUSH_P99_TARGET_MS = {1000: 500, 10_000: 2000}
@@ -37,11 +40,16 @@ PUBLISHER_WORK_TOLERANCE = 0.2
 # The parts, in the order `make bench` runs them: (what it measures, its module).
 PARTS = {
     "cold_start": ("cold import time per function (median of fresh processes)", cold_start),
+    "artifact_sizes": (
+        "unzipped size of each Lambda artifact, from `make template` (build/artifact-sizes.json)",
+        artifact_sizes,
+    ),
     "login_timing": ("failed-login timing: existing username vs unknown username (interleaved)", login_timing),
     "aws_requests": (
         "DynamoDB and SQS requests and DynamoDB write units per accepted score (in-process stack, moto)",
         aws_requests,
     ),
+    "cost": ("USD per million score updates and per month at the reference load (from aws_requests' counts)", cost),
     "board_throughput": (
         f"the board's Redis paths beside plain redis-py, side by side ({board_fill.REDIS_URL})",
         board_throughput,
@@ -58,6 +66,8 @@ PARTS = {
 }
 # Parts that print their figures themselves, as a table.
 PRINT_THEIR_OWN = {"cold_start"}
+# Parts computed from the figures measured before them in the same run (or bench/results.json's, run alone).
+FROM_MEASURED = {"cost"}
 # How a reader runs one part alone (it prints its figures and writes nothing).
 ALONE = ".venv/bin/python -m bench"
 
@@ -71,7 +81,7 @@ def main(parts: list[str]) -> None:
     for name in parts or PARTS:
         title, module = PARTS[name]
         print(f"==> {title}", flush=True)
-        figures = module.run()
+        figures = module.run(results) if name in FROM_MEASURED else module.run()
         results |= figures
         if name not in PRINT_THEIR_OWN:
             _show(figures, *figures)
@@ -106,8 +116,18 @@ def write_report(results: dict[str, float]) -> None:
     )
     rows = "\n".join(
         f"| {function} | {results[f'cold_import_ms_{function}']:.1f} |"
+        f" {results.get(f'cold_import_no_bytecode_ms_{function}', float('nan')):.1f} |"
         f" {'yes' if results.get(f'cold_import_loads_boto3_{function}') else 'no'} |"
         for function in functions
+    )
+    post_score = results["cold_import_ms_PostScoreFunction"]
+    post_score_without = results.get("cold_import_no_bytecode_ms_PostScoreFunction", float("nan"))
+    layer_pycs = int(results.get("cold_import_layer_pyc_files_CommonLayer", 0))
+    layer_same = int(results.get("cold_import_layer_pyc_same_as_built_CommonLayer", -1))
+    layer_check = (
+        "no sam build was there to compare them with"
+        if layer_same < 0
+        else f"{layer_same} of them byte for byte the same as .aws-sam/build/CommonLayer's"
     )
     eager = [function for function in functions if results.get(f"cold_import_loads_boto3_{function}")]
     eager_note = (
@@ -132,21 +152,28 @@ figures to bench/results.json and this file from them (bench/__main__.py); each 
 ## Cold start: import time of each function
 
 Each function's handler module imported by a fresh `python -S` whose path holds only what Lambda gives it: the
-function's code, the layer's package, the layer's third-party packages (installed for this CPU from
-`layers/common/requirements.txt`) and the runtime's boto3. Milliseconds, median of {cold_start.RUNS} fresh processes.
-{_command("cold_start")}
+function's code (no bytecode: sam build ships none), the layer and the runtime's boto3. The layer is what `sam build`
+makes (layers/common/Makefile: the pinned wheels, our package, unchecked-hash bytecode for every module), built again
+by the same Makefile for this CPU because the artifact's arm64 extensions cannot load here: {layer_pycs} .pyc files,
+{layer_check}. "Without bytecode" is that layer less its .pyc files, as the python3.13 builder shipped it: Lambda's
+/opt is read-only, so CPython then compiles every module at every cold start and keeps nothing. Milliseconds, median
+of {cold_start.RUNS} fresh processes, the two layers taking turns. {_command("cold_start")}
 
-| function | cold import (ms) | imports boto3 |
-|---|---|---|
+| function | cold import (ms) | without the layer's bytecode (ms) | imports boto3 |
+|---|---|---|---|
 {rows}
-| boto3 alone, for scale | {boto3_ms:.1f} | |
+| boto3 alone, for scale | {boto3_ms:.1f} | | |
+
+POST /v1/scores (PostScoreFunction) must start within {POST_SCORE_BUDGET_MS} ms of imports (issue 11): it
+**{_verdict(post_score <= POST_SCORE_BUDGET_MS)}** it at {post_score:.1f} ms ({post_score_without:.1f} ms without the
+layer's bytecode).
 
 The authorizer runs on nearly every request; its budget is {AUTHORIZER_BUDGET_MS} ms: it **{verdict}** it at
 {authorizer:.1f} ms ({authorizer / boto3_ms:.2f}x boto3's import). It imports no AWS SDK: the signing key comes
 from the Parameters and Secrets extension over localhost HTTP. boto3 is part of the Lambda runtime, not of the
 layer: a function that imports it lazily, at its first AWS call, pays its import once per cold start on top of the
 figure above. {eager_note}
-
+{_artifact_sizes_section(results)}
 ## Login: an unknown username must cost what a wrong password costs
 
 Failed logins through the real login handler with the stack in-process (moto), {login_timing.ROUNDS} of each,
@@ -160,8 +187,42 @@ interleaved (alternating which goes first), medians. {_command("login_timing")}
 
 Both paths reserve their throttle slots, read the account and verify an argon2id hash (a decoy with the same
 parameters when the account does not exist); a ratio near 1 means the timing does not tell them apart.
-{_aws_requests_section(results)}{_write_units_section(results)}{_board_sections(results)}{_live_section(results)}"""
+{_aws_requests_section(results)}{_write_units_section(results)}{_cost_section(results)}{_board_sections(results)}{_live_section(results)}"""
     )
+
+
+def _artifact_sizes_section(results: dict[str, float]) -> str:
+    intro = """
+## Artifact sizes: what Lambda gets, unzipped
+
+`make template` builds every function and the layer for arm64 with `sam build` (no Docker: manylinux aarch64 wheels)
+and checks what it made (tests/build): the layer's package at python/leaderboard, compiled code for aarch64,
+unchecked-hash bytecode for CPython 3.13 beside every module, no tests or development files, no AWS SDK; and writes
+each artifact's unzipped size to build/artifact-sizes.json, which this part reads. Run `make template` first: this
+part builds nothing.
+"""
+    if artifact_sizes.LARGEST_WITH_LAYERS not in results:
+        return f"{intro}\nNot measured in this run: there was no build/artifact-sizes.json.\n"
+    # Functions built from one code folder weigh the same: artifacts of one size share a row.
+    by_size: dict[float, list[str]] = {}
+    for name, mb in results.items():
+        if name.startswith(artifact_sizes.PREFIX) and name != artifact_sizes.LARGEST_WITH_LAYERS:
+            by_size.setdefault(mb, []).append(name.removeprefix(artifact_sizes.PREFIX))
+    rows = "\n".join(
+        f"| {', '.join(sorted(names))} | {mb:.3f} |" for mb, names in sorted(by_size.items(), reverse=True)
+    )
+    largest, limit = results[artifact_sizes.LARGEST_WITH_LAYERS], results[artifact_sizes.LIMIT]
+    allowance = results[artifact_sizes.ALLOWANCE]
+    return f"""{intro}{_command("artifact_sizes")}
+
+| artifact | MB unzipped |
+|---|---|
+{rows}
+
+Lambda's limit is {limit:.0f} MB unzipped for a function's code and all its layers together. The largest function
+with the layer weighs **{largest:.2f} MB**; with {allowance:.0f} MB allowed for the Parameters and Secrets extension
+(a layer given by ARN, not measured here) it **{_verdict(largest + allowance < limit)}** the limit.
+"""
 
 
 def _aws_requests_section(results: dict[str, float]) -> str:
@@ -193,11 +254,12 @@ event source's empty polls are left out (they cost per second, not per score). {
 
 Target: at most {AWS_REQUESTS_TARGET} requests per score. Without an Idempotency-Key the path
 **{_verdict(results[plain] <= AWS_REQUESTS_TARGET)}** it at {results[plain]:.2f}; with one it
-**{_verdict(results[keyed] <= AWS_REQUESTS_TARGET)}** it at {results[keyed]:.2f}. The post is one transaction and
-one SendMessage; the consumer reads its batch's players and actions in one BatchGetItem and writes each player's item
-once (UpdateItem), however many boards the score feeds; its SendMessage is a publisher's wake-up (one per burst of
-changes to a board, not per score). The key's cost is Powertools' idempotency record, written before the score is
-accepted (in progress) and again after (the response to replay): the post's requests are the ones that grow.
+**{_verdict(results[keyed] <= AWS_REQUESTS_TARGET)}** it at {results[keyed]:.2f}. The post reads the player's
+item (GetItem), announces the change (SendMessage) and writes the item once (UpdateItem), however many boards the
+score feeds; the consumer reads its batch's players in one BatchGetItem and writes nothing to DynamoDB; its
+SendMessageBatch is a publisher's wake-up (one per burst of changes to a board, not per score). An Idempotency-Key
+costs no request of its own: its receipt is read with the player's item (BatchGetItem) and written with the score
+(a TransactWriteItems in place of the UpdateItem).
 Starting the action the score is for (POST /v1/actions) is a request of its own, before the score:
 {results["aws_requests_per_action"]:.2f} per action, not in the totals above.
 """
@@ -211,21 +273,13 @@ def _write_units_section(results: dict[str, float]) -> str:
         f"_{boards}_boards_over_days": f"{boards} boards, over {aws_requests.DAYS} days",
         f"_{boards}_boards_with_idempotency_key": f"{boards} boards, with Idempotency-Key",
     }
-    rows = []
-    for stage in aws_requests.WCU_STAGES:
-        prefixes = [f"dynamodb_wcu_per_score{variant}_{stage}_" for variant in variants]
-        operations = sorted(
-            {name.removeprefix(prefix) for prefix in prefixes for name in results if name.startswith(prefix)}
-        )
-        for operation in operations:
-            cells = " | ".join(f"{results.get(f'{prefix}{operation}', 0):.2f}" for prefix in prefixes)
-            rows.append(f"| {stage} | {operation} | {cells} |")
-    totals = " | ".join(f"**{results[f'dynamodb_wcu_per_score{variant}']:.2f}**" for variant in variants)
+    rows, totals = _unit_rows(results, "dynamodb_wcu_per_score", variants)
+    read_rows, read_totals = _unit_rows(results, "dynamodb_rcu_per_score", variants)
     three = results[f"dynamodb_wcu_per_score_{boards}_boards"]
     over_days = results[f"dynamodb_wcu_per_score_{boards}_boards_over_days"]
     size, seasons = int(results["dynamodb_player_item_bytes"]), int(results["dynamodb_player_item_board_seasons"])
     return f"""
-## DynamoDB write units per accepted score
+## DynamoDB write and read units per accepted score
 
 The same flow, in-process with moto (as above), with write capacity units computed by DynamoDB's documented rules,
 not moto's: every PutItem, UpdateItem and DeleteItem, and every item of a TransactWriteItems or BatchWriteItem, is
@@ -233,32 +287,103 @@ billed ceil(max(the item's size before, after) / 1 KB) units, at least 1, twice 
 is read before and after each write (GetItem, outside the count) and sized by
 [the item-size rules](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)
 (names and values in UTF-8 bytes; a number about 1 byte per two significant digits plus 1; a set the sum of its
-elements; a map or list 3 bytes plus 1 per element plus its contents). A score's whole flow: starting its action
-(StartAction's PutItem), the post, the consumer. With a GAME of only the template's `global` board (1 board), with the
-template's GAME ({boards} boards); then {aws_requests.PLAYERS} players scoring once a day for {aws_requests.DAYS}
-days (the process's clock moved a day at a time), so their items carry the daily and weekly seasons still readable;
-and with an Idempotency-Key. {_command("aws_requests")}
+elements; a map or list 3 bytes plus 1 per element plus its contents). Read units by the same sizes: ceil(size /
+4 KB), at least 1, per item a GetItem or BatchGetItem asks for (strongly consistent). A score's whole flow:
+starting its action (StartAction's UpdateItem), the post, the consumer. With a GAME of only the template's `global`
+board (1 board), with the template's GAME ({boards} boards); then {aws_requests.PLAYERS} players scoring once a day
+for {aws_requests.DAYS} days (the process's clock moved a day at a time), so their items carry the daily and weekly
+seasons still readable; and with an Idempotency-Key. {_command("aws_requests")}
 
 | stage | write | {" | ".join(variants.values())} |
 |---|---|{"---|" * len(variants)}
 {chr(10).join(rows)}
 | **total** | | {totals} |
 
+| stage | read (units) | {" | ".join(variants.values())} |
+|---|---|{"---|" * len(variants)}
+{chr(10).join(read_rows)}
+| **total** | | {read_totals} |
+
 Target: at most {WCU_TARGET} units per score with the template's {boards} boards: the flow
 **{_verdict(three <= WCU_TARGET)}** it at {three:.2f} (and at {over_days:.2f} over {aws_requests.DAYS} days). Where
-they go: the action's PutItem (1), the accepting transaction (2 items, the action and the player's item, 2 units
-each), the consumer's one write of the player's item (1). More boards add no write: a score writes the one player
-item whatever boards it feeds, so 1 board and {boards} cost the same while the item stays under 1 KB. An
-Idempotency-Key adds Powertools' record (a PutItem and an UpdateItem).
+they go: the action's UpdateItem (1), the score's UpdateItem of the player's item (1); the consumer only reads.
+Before this design (issue 10) a score took 6: the accept was a 2-item transaction (the action's record and the
+player's item, 2 units each) and the consumer wrote the item again. More boards add no write: a score writes the one
+player item whatever boards it feeds, so 1 board and {boards} cost the same while the item stays under 1 KB. An
+Idempotency-Key makes the score's write a 2-item transaction with its receipt (4 units instead of 1).
 
 The player's item after {aws_requests.DAYS} days of one score a day: at most **{size} bytes**, carrying {seasons}
 board-seasons (the global board's one, this week's and the earlier weeks still readable, today's daily best and the
 last days' still readable); {int(results["dynamodb_player_item_bytes_without_seasons"])} bytes without them,
 {results["dynamodb_player_item_bytes_per_board_season"]:.1f} bytes per board-season (its `board/season` name and
-[points, reached_at_ms]). 1 KB is the size up to which the consumer's write costs 1 unit and the accept's 2: it holds
-**{int(results["dynamodb_board_seasons_per_kb"])} board-seasons**. Each score accepted and not yet applied adds its
-action id (32 bytes) to the item's `pending` set: at the largest size above, room for
-{int(results["dynamodb_player_item_pending_room"])} scores in flight before the accept's write of the item doubles.
+[points, reached_at_ms]). 1 KB is the size up to which each write of the item costs 1 unit: it holds
+**{int(results["dynamodb_board_seasons_per_kb"])} board-seasons**. Each open action adds its id to the item's set of
+its type: at the largest size above, room for {int(results["dynamodb_player_item_open_actions_room"])} open actions
+before a write of the item costs 2 units (the template's `match` allows 3 at once).
+"""
+
+
+def _unit_rows(results: dict[str, float], name: str, variants: dict[str, str]) -> tuple[list[str], str]:
+    """A units table's rows (stage, operation, a cell per variant) and its totals row's cells."""
+    rows = []
+    for stage in aws_requests.WCU_STAGES:
+        prefixes = [f"{name}{variant}_{stage}_" for variant in variants]
+        operations = sorted(
+            {found.removeprefix(prefix) for prefix in prefixes for found in results if found.startswith(prefix)}
+        )
+        for operation in operations:
+            cells = " | ".join(f"{results.get(f'{prefix}{operation}', 0):.2f}" for prefix in prefixes)
+            rows.append(f"| {stage} | {operation} | {cells} |")
+    return rows, " | ".join(f"**{results[f'{name}{variant}']:.2f}**" for variant in variants)
+
+
+def _cost_section(results: dict[str, float]) -> str:
+    target = results["usd_cost_target_per_million_scores"]
+    parts = ("api_gateway", "lambda", "dynamodb", "sqs", "elasticache", "appsync")
+    variants = {
+        "": "now, reference load",
+        "_on_demand": "now, on demand",
+        "_before": "before, reference load",
+        "_before_on_demand": "before, on demand",
+    }
+    rows = "\n".join(
+        f"| {part.replace('_', ' ')} | "
+        + " | ".join(f"{results[f'usd_per_million_scores{variant}_{part}']:.2f}" for variant in variants)
+        + " |"
+        for part in parts
+    )
+    totals = " | ".join(f"**{results[f'usd_per_million_scores{variant}']:.2f}**" for variant in variants)
+    lines = ("score_updates", "top10_reads", "logins_and_refreshes", "live_feed", "fixed", "logs_and_traces")
+    month = "\n".join(
+        f"| {line.replace('_', ' ')} | {results[f'usd_per_month_reference_{line}']:,.0f} |" for line in lines
+    )
+    headline = results["usd_per_million_scores"]
+    return f"""
+## What a score update costs, in dollars
+
+Computed from the counts above and AWS's published prices (us-east-1; `bench/cost.py` lists every price, where it is
+published, and every assumption: Lambda's billed durations, the authorizer cache's misses, the audience). DEPLOY.md
+explains each line. "Reference load": 500 score updates a second on average (1,314 million a month), DynamoDB
+provisioned with auto scaling (70 % utilization), HTTP API requests past 300 million a month at $0.90. "On demand":
+DynamoDB on demand, every request at the first tier. "Before": the design of issue 10 (6 write units per score).
+{_command("cost")}
+
+| USD per million score updates | {" | ".join(variants.values())} |
+|---|{"---|" * len(variants)}
+{rows}
+| **all-in** | {totals} |
+
+Target: at most ${target:.2f} per million score updates all-in at the reference load: **{_verdict(headline <= target)}**
+it at ${headline:.2f}. The contract alone (two HTTP requests, two Lambda invocations, one SQS message, two writes) is
+about $4 on demand, so on demand cannot meet it; provisioned capacity at a steady load does. The live feed's
+deliveries are the audience's cost, not the scores': per month below.
+
+| USD per month at the reference load | |
+|---|---|
+{month}
+| **total** | **{results["usd_per_month_reference"]:,.0f}** |
+
+Fully loaded (the month over its score updates): ${results["usd_per_million_scores_fully_loaded"]:.2f} per million.
 """
 
 

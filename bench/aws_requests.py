@@ -1,5 +1,5 @@
-"""What an accepted score costs in AWS, end to end: DynamoDB and SQS requests (billed per request) and DynamoDB write
-capacity units (billed per WCU, on demand or provisioned).
+"""What an accepted score costs in AWS, end to end: DynamoDB and SQS requests (billed per request) and DynamoDB read
+and write capacity units (billed per unit, on demand or provisioned).
 
 The stack runs in-process (moto, tables and queues from template.yaml; the real Redis, under a key prefix of its own,
 REDIS_KEY_PREFIX=KEY_PREFIX, whose keys are deleted afterwards). PLAYERS players each start ROUNDS actions and post a
@@ -10,18 +10,19 @@ SQS event source drains it: ReceiveMessage of up to 10 messages (the template's 
 failed. Every check of the result goes through the project's own reads (the global board's standings).
 
 Requests: every DynamoDB and SQS request is counted, by wrapping botocore's `BaseClient._make_api_call`, the one method
-every client's every operation goes through (the project's clients, the clients Powertools' idempotency layer
-creates, the event source's): per stage (post, event source, consumer) and operation, divided by the scores accepted.
+every client's every operation goes through (the project's clients and the event source's): per stage (post, event
+source, consumer) and operation, divided by the scores accepted.
 The event source's empty receives are not counted: they cost per second of polling, not per score. Starting the
 actions (POST /v1/actions) is counted apart: a request of its own, made before the score, reported per action.
 
 Write units, by DynamoDB's documented rules, not moto's: for every PutItem, UpdateItem and DeleteItem, and every item
 of a TransactWriteItems or BatchWriteItem, the item is read before and after the request (GetItem, strongly
 consistent, outside the count) and billed ceil(max(size before, size after) / 1 KB) units, at least 1, twice that
-inside a transaction. An item's size follows
+inside a transaction. Read units likewise: every item a GetItem or BatchGetItem asks for is billed ceil(its size /
+4 KB) units, at least 1, half that when not strongly consistent. An item's size follows
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html (`item_size`). Per
-stage of a score's whole flow: the action (StartAction's PutItem), the post (the accepting transaction; with an
-Idempotency-Key also Powertools' record) and the consumer (one UpdateItem per player per batch).
+stage of a score's whole flow: the action (StartAction's UpdateItem), the post (a read and a write of the player's
+item; with an Idempotency-Key, its receipt read and written with them) and the consumer (the batch's players read).
 
 Runs, each with players of its own:
 - the template's GAME with only its `global` board (1 board), without Idempotency-Key: write units;
@@ -30,7 +31,7 @@ Runs, each with players of its own:
 - the template's GAME over DAYS days: each day (the process's clock moved on by a day: `time.time` shifted, so the
   handlers, the seasons and the actions' expiry all see the same day) every player scores once and the queue is
   drained; the player's item then carries that day's daily season, the week's, and the earlier ones still readable.
-  Its largest size tells how far the item is from 1 KB, the size up to which the consumer's write costs 1 unit.
+  Its largest size tells how far the item is from 1 KB, the size up to which each write of it costs 1 unit.
 """
 
 import json
@@ -39,8 +40,7 @@ import math
 import os
 import time
 import uuid
-import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
@@ -70,6 +70,8 @@ STAGES = ("post", "event_source", "consumer")
 WCU_STAGES = ("action", "post", "consumer")
 KB = 1024
 WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
+READS = frozenset({"GetItem", "BatchGetItem"})
+READ_UNIT = 4 * KB
 _CONTEXT: Any = FakeLambdaContext()
 # The template's boards (3: global, weekly, daily-best): the figures' names say how many.
 TEMPLATE_BOARDS = len(json.loads(template_game())["boards"])
@@ -131,19 +133,38 @@ def _written_items(operation: str, params: Mapping[str, Any]) -> Iterator[tuple[
                     yield table, request["DeleteRequest"]["Key"], 1
 
 
+def _read_units(operation: str, params: Mapping[str, Any], response: Mapping[str, Any]) -> float:
+    """The read units a GetItem or BatchGetItem is billed: per item asked for, its size in 4 KB (at least 1), half that
+    when not strongly consistent."""
+    if operation == "GetItem":
+        asked = [(bool(params.get("ConsistentRead")), response.get("Item"))]
+    else:
+        asked = []
+        for table, request in params["RequestItems"].items():
+            found = response["Responses"].get(table, [])
+            consistent = bool(request.get("ConsistentRead"))
+            asked += [(consistent, item) for item in found]
+            asked += [(consistent, None)] * (len(request["Keys"]) - len(found))  # a missing item still costs a unit
+    return sum(
+        max(1, math.ceil(item_size(item) / READ_UNIT)) * (1.0 if consistent else 0.5) for consistent, item in asked
+    )
+
+
 class Meter:
-    """Counts botocore API calls by (stage, service, operation) and DynamoDB write units by (stage, operation);
-    `stage` says whose calls are being made."""
+    """Counts botocore API calls by (stage, service, operation) and DynamoDB write and read units by (stage,
+    operation); `stage` says whose calls are being made."""
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str, str]] = Counter()
         self.units: Counter[tuple[str, str]] = Counter()
+        self.read_units: defaultdict[tuple[str, str], float] = defaultdict(float)
         self.stage_name = "setup"
         self._key_names: dict[str, list[str]] = {}
 
     def clear(self) -> None:
         self.counts.clear()
         self.units.clear()
+        self.read_units.clear()
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -153,6 +174,10 @@ class Meter:
         def metered(client: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
             service = client.meta.service_model.service_name
             meter.counts[meter.stage_name, service, operation_name] += 1
+            if service == "dynamodb" and operation_name in READS:
+                response = real(client, operation_name, api_params)
+                meter.read_units[meter.stage_name, operation_name] += _read_units(operation_name, api_params, response)
+                return response
             if service != "dynamodb" or operation_name not in WRITES:
                 return real(client, operation_name, api_params)
             written = []
@@ -299,10 +324,15 @@ def _requests(meter: Meter, accepted: int, variant: str) -> dict[str, float]:
 
 
 def _write_units(meter: Meter, accepted: int, variant: str) -> dict[str, float]:
-    name = f"dynamodb_wcu_per_score{variant}"
+    return _units(meter.units, f"dynamodb_wcu_per_score{variant}", accepted) | _units(
+        meter.read_units, f"dynamodb_rcu_per_score{variant}", accepted
+    )
+
+
+def _units(counted: Mapping[tuple[str, str], float], name: str, accepted: int) -> dict[str, float]:
     figures: dict[str, float] = {}
     for stage in WCU_STAGES:
-        units = {operation: count for (where, operation), count in meter.units.items() if where == stage}
+        units = {operation: count for (where, operation), count in counted.items() if where == stage}
         for operation, count in units.items():
             figures[f"{name}_{stage}_{operation}"] = round(count / accepted, 3)
         figures[f"{name}_{stage}"] = round(sum(units.values()) / accepted, 3)
@@ -356,13 +386,13 @@ def _over_days(flow: _Flow) -> dict[str, float]:
         "dynamodb_player_item_bytes_per_board_season": round(per_season, 1),
         "dynamodb_player_item_bytes_without_seasons": bare,
         "dynamodb_board_seasons_per_kb": math.floor((KB - bare) / per_season),
-        # Each score accepted and not yet applied adds its action id to the item's `pending` set.
-        "dynamodb_player_item_pending_room": (KB - size - len("pending")) // len(_an_action_id()),
+        # The most open actions of one type a player can hold (`max_open`): each is an id in the item's set.
+        "dynamodb_player_item_open_actions_room": (KB - size - len("open:match")) // len(_an_action_id()),
     }
 
 
 def _an_action_id() -> str:
-    return Action.new(game().action_types["match"], int(time.time() * 1000)).action_id
+    return Action.new(game().action_types["match"], int(time.time() * 1000), "bench").action_id
 
 
 def one_board_game() -> str:
@@ -376,7 +406,7 @@ def run() -> dict[str, float]:
     """DynamoDB + SQS requests per accepted score (without and with an Idempotency-Key) and their breakdown; DynamoDB
     write units per accepted score with one board and with the template's three; the player item's size over days."""
     meter = Meter()
-    caches = (aws.dynamodb, aws.sqs, board._open_board, board._redis, post_score._idempotent_accept)
+    caches = (aws.dynamodb, aws.sqs, board._open_board, board._redis)
     logging_was = logging.root.manager.disable
     logging.disable(logging.INFO)  # the handlers' per-request log lines would drown the report
     figures: dict[str, float] = {}
@@ -385,11 +415,8 @@ def run() -> dict[str, float]:
             in_process_stack(redis_url=REDIS_URL) as stack,
             mock.patch.dict(os.environ, {"REDIS_KEY_PREFIX": KEY_PREFIX}),
             mock.patch("time.time", lambda real=time.time: real() + _skipped[0]),
-            warnings.catch_warnings(),
             meter.installed(),
         ):
-            # Powertools warns once that a post carries no Idempotency-Key: allowed, and the point of the first runs.
-            warnings.filterwarnings("ignore", "No idempotency key value found")
             for cached in caches:
                 cached.cache_clear()
             flow = _Flow(meter, stack)

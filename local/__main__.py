@@ -138,7 +138,7 @@ def describe(
     ]
     if template.placeholder_resources():
         count = len(template.placeholder_resources())
-        lines.append(f"Not local    {count} network resources (VPC, subnets...): placeholder ids; VpcConfig is ignored")
+        lines.append(f"Not local    {count} network and cache-user resources: placeholder ids; VpcConfig is ignored")
     lines += [
         f"Functions start on their first request, batch or schedule (cold start), up to {MAX_WORKERS_PER_FUNCTION} "
         "workers each.",

@@ -33,7 +33,7 @@ from moto import mock_aws
 from local import moto_server, secrets_extension
 from local.event_api import EventApi, local_urls
 from local.plumbing import serve_in_thread
-from local.services import cache_identities, local_url, provision
+from local.services import NO_REDIS_AUTH, cache_identities, local_url, provision
 from local.specs import FunctionSpec, ResourceIdentity
 from local.template import Template, TemplateError
 from local.worker import LambdaContext
@@ -122,11 +122,13 @@ def in_process_stack(
     extension_cache_seconds: float = 0,
     redis_url: str | None = None,
     event_api: bool = False,
+    redis_cluster: bool = False,
 ) -> Iterator[InProcessStack]:
     """Provision the template in `mock_aws` and set the environment the functions would see; undo both after.
 
     `extension_cache_seconds` is the emulated extension's cache (the real one keeps a secret 300 s by default).
-    `redis_url` is the Redis the functions get (REDIS_URL, as the local runtime gives its own Redis to every function).
+    `redis_url` is the Redis the functions get (REDIS_URL, as the local runtime gives its own Redis to every function);
+    `redis_cluster` that it takes a cluster-aware client (REDIS_CLUSTER: a Redis Cluster of several nodes).
     `event_api` serves the template's Event API too; leaving the stack closes its connections.
     Callers reset what the functions cache per process (SDK clients, keys) so each use starts cold.
     """
@@ -158,7 +160,8 @@ def in_process_stack(
             variables = template.function(function_id, identities).environment
             os.environ.update({name: local_url(value, rewrites) for name, value in variables.items()})
         if redis_url:
-            os.environ["REDIS_URL"] = redis_url
+            os.environ.update(REDIS_URL=redis_url, REDIS_CLUSTER=str(redis_cluster).lower())
+        os.environ.update(NO_REDIS_AUTH)
         os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
         yield InProcessStack(
             identities,

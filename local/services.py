@@ -44,6 +44,8 @@ ACCESS_KEY_ID = "ASIALOCALSTACKEXAMPLE"
 SECRET_ACCESS_KEY = "local-secret-access-key"  # noqa: S105 - a fake credential for moto
 # Keys the product code owns in Redis; "start clean" against someone else's Redis deletes only these.
 REDIS_KEY_PREFIX = "leaderboard:"
+# The local Redis has no ElastiCache IAM user: every function connects to it without auth, whatever the template says.
+NO_REDIS_AUTH = {"REDIS_IAM_USER": "", "CACHE_NAME": ""}
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 Say = Callable[[str], None]
@@ -258,9 +260,28 @@ def create_queue(
     return ResourceIdentity(url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
 
 
+def create_key(
+    session: boto3.session.Session, endpoint: str | None, logical_id: str, props: dict[str, Any]
+) -> ResourceIdentity:
+    """Create an ``AWS::KMS::Key`` with its policy, so the queues and tables that name it name a real key.
+
+    Nothing local encrypts with it (moto keeps data in the clear); the key makes the template's references true.
+    """
+    kms = session.client("kms", endpoint_url=endpoint)
+    arguments: dict[str, Any] = {"Description": str(props.get("Description", logical_id))}
+    if "KeyPolicy" in props:
+        policy = props["KeyPolicy"]
+        arguments["Policy"] = policy if isinstance(policy, str) else json.dumps(policy)
+    metadata = kms.create_key(**arguments)["KeyMetadata"]
+    if str(props.get("EnableKeyRotation", "false")).lower() == "true":
+        kms.enable_key_rotation(KeyId=metadata["KeyId"])
+    return ResourceIdentity(metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]})
+
+
 # Resource types the local stack creates in moto. Another type is one more function here.
 PROVISIONERS: dict[str, Provisioner] = {
     "AWS::DynamoDB::Table": create_table,
+    "AWS::KMS::Key": create_key,
     "AWS::SecretsManager::Secret": create_secret,
     "AWS::SQS::Queue": create_queue,
 }
@@ -312,12 +333,14 @@ def redis_server_command() -> list[str]:
     return [str(get_binary_path())]
 
 
-def start_redis(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start an empty, non-persistent Redis on a free loopback port; return the process and its URL."""
+def start_redis(log_path: Path, **more_settings: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start an empty, non-persistent Redis on a free loopback port; return the process and its URL. `more_settings`
+    are more of its configuration (e.g. `cluster_enabled="yes"`)."""
     port = free_port()
     # No persistence and a private folder: every start is an empty Redis, and nothing is written to the project.
     settings = {"port": str(port), "bind": "127.0.0.1", "save": "", "appendonly": "no", "daemonize": "no"}
     settings["dir"] = str(log_path.parent)
+    settings |= {name.replace("_", "-"): value for name, value in more_settings.items()}
     arguments = redis_server_command()
     for name, value in settings.items():
         arguments += [f"--{name}", value]

@@ -134,6 +134,9 @@ _PLACEHOLDER_IDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "AWS::EC2::NatGateway": ("nat", ("NatGatewayId",)),
     "AWS::EC2::EIP": ("eipalloc", ("AllocationId",)),
     "AWS::EC2::NetworkAcl": ("acl", ("Id",)),
+    # The cache's IAM users: the local Redis has none (every function gets an empty REDIS_IAM_USER).
+    "AWS::ElastiCache::User": ("user", ("Arn",)),
+    "AWS::ElastiCache::UserGroup": ("usergroup", ("Arn",)),
 }
 # ElastiCache resources: the ARN's resource kind and the endpoint attributes the type has.
 CACHE_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -340,6 +343,9 @@ class Resolver:
                 try:
                     return self._template["Mappings"][map_name][top_key][second_key]
                 except KeyError as exc:
+                    # AWS::LanguageExtensions' fourth argument: {DefaultValue: ...} when the keys are missing.
+                    if len(argument) == 4 and "DefaultValue" in argument[3]:
+                        return self.resolve(argument[3]["DefaultValue"])
                     raise TemplateError(f"Fn::FindInMap: no {map_name}/{top_key}/{second_key}") from exc
             case "Fn::Join":
                 delimiter, items = argument
@@ -440,7 +446,8 @@ class Template:
         return {logical_id: res for logical_id, res in self.resources.items() if res.get("Type") in types}
 
     def placeholder_resources(self) -> list[str]:
-        """Resources with no local meaning (networking), which get made-up identities; VpcConfig is ignored."""
+        """Resources with no local meaning (networking, cache users), which get made-up identities; VpcConfig is
+        ignored."""
         return list(self.resources_of_type(*_PLACEHOLDER_IDS))
 
     def cache_resources(self) -> list[str]:
@@ -577,7 +584,12 @@ class Template:
             identity = identities.get(logical_id)
             if identity is None:
                 raise TemplateError(f"queue {logical_id} does not exist locally (it is created at start)")
-            props = resolver.resolve(resource.get("Properties") or {})
+            # Only what polling needs: the rest (a KMS key, tags) may name resources the caller did not provision.
+            props = {
+                name: resolver.resolve(value)
+                for name, value in (resource.get("Properties") or {}).items()
+                if name in ("VisibilityTimeout", "FifoQueue", "RedrivePolicy")
+            }
             redrive = redrive_policy(props.get("RedrivePolicy"), logical_id)
             specs.append(
                 QueueSpec(
@@ -594,7 +606,8 @@ class Template:
         return specs
 
     def sqs_event_sources(self, identities: Mapping[str, ResourceIdentity]) -> list[SqsEventSource]:
-        """Every ``SQS`` event of every function, checked against Lambda's limits for event source mappings."""
+        """Every ``SQS`` event of every function and every ``AWS::Lambda::EventSourceMapping`` on a queue of the
+        template, checked against Lambda's limits for event source mappings."""
         queues_by_arn = {queue.arn: queue for queue in self.queues(identities)}
         resolver = self.resolver(identities)
         sources: list[SqsEventSource] = []
@@ -603,41 +616,22 @@ class Template:
             for event_name, event in events.items():
                 if event.get("Type") != "SQS":
                     continue
-                where = f"{function_id}.{event_name}"
                 props = resolver.resolve(event.get("Properties") or {})
-                queue = queues_by_arn.get(str(props.get("Queue")))
-                if queue is None:
-                    raise TemplateError(f"{where}: Queue {props.get('Queue')!r} is not a queue of this template")
-                if "FilterCriteria" in props:
-                    raise TemplateError(f"{where}: FilterCriteria is not supported by the local runtime")
-                batch_size = int(props.get("BatchSize", 10))
-                window = int(props.get("MaximumBatchingWindowInSeconds", 0))
-                max_batch = SQS_FIFO_MAX_BATCH_SIZE if queue.fifo else SQS_MAX_BATCH_SIZE
-                if not 1 <= batch_size <= max_batch:
-                    raise TemplateError(f"{where}: BatchSize must be between 1 and {max_batch}")
-                if not 0 <= window <= SQS_MAX_BATCHING_WINDOW_SECONDS:
-                    raise TemplateError(f"{where}: MaximumBatchingWindowInSeconds must be between 0 and 300")
-                if batch_size > SQS_FIFO_MAX_BATCH_SIZE and window == 0:
-                    # What Lambda's CreateEventSourceMapping answers.
-                    raise TemplateError(f"{where}: a BatchSize over 10 needs MaximumBatchingWindowInSeconds of 1+")
-                response_types = list(props.get("FunctionResponseTypes") or [])
-                if set(response_types) - {"ReportBatchItemFailures"}:
-                    raise TemplateError(f"{where}: FunctionResponseTypes takes only ReportBatchItemFailures")
-                scaling = props.get("ScalingConfig") or {}
-                sources.append(
-                    SqsEventSource(
-                        function_id=function_id,
-                        event_name=event_name,
-                        queue=queue,
-                        batch_size=batch_size,
-                        batching_window_seconds=window,
-                        report_batch_item_failures="ReportBatchItemFailures" in response_types,
-                        maximum_concurrency=int(scaling["MaximumConcurrency"])
-                        if "MaximumConcurrency" in scaling
-                        else None,
-                        enabled=_boolean_property(props.get("Enabled", True)),
-                    )
-                )
+                where = f"{function_id}.{event_name}"
+                queue_arn = props.get("Queue")
+                sources.append(_sqs_event_source(function_id, event_name, queue_arn, props, queues_by_arn, where))
+        functions_by_name = {identities[function_id].ref: function_id for function_id in self.function_ids()}
+        for logical_id, resource in self.resources_of_type("AWS::Lambda::EventSourceMapping").items():
+            props = resolver.resolve(resource.get("Properties") or {})
+            if str(props.get("EventSourceArn")) not in queues_by_arn:
+                continue  # a stream or a queue from elsewhere: nothing the runtime polls
+            # FunctionName takes a name or an ARN (of the function, a version or an alias).
+            function_name = str(props.get("FunctionName"))
+            mapped = functions_by_name.get(function_name.split(":")[6] if ":" in function_name else function_name)
+            if mapped is None:
+                raise TemplateError(f"{logical_id}: FunctionName {function_name!r} is not a function of this template")
+            queue_arn = props.get("EventSourceArn")
+            sources.append(_sqs_event_source(mapped, logical_id, queue_arn, props, queues_by_arn, logical_id))
         return sources
 
     # Schedules --------------------------------------------------------------------------------------------------------
@@ -898,6 +892,49 @@ def _channel_handler(
     if invoke_type not in (REQUEST_RESPONSE, EVENT):
         raise TemplateError(f"{where}: InvokeType must be REQUEST_RESPONSE or EVENT")
     return ChannelHandler(function_id, name, invoke_type)
+
+
+def _sqs_event_source(
+    function_id: str,
+    event_name: str,
+    queue_arn: Any,
+    props: Mapping[str, Any],
+    queues_by_arn: Mapping[str, QueueSpec],
+    where: str,
+) -> SqsEventSource:
+    # A SAM SQS event and an AWS::Lambda::EventSourceMapping take these properties under the same names.
+    queue = queues_by_arn.get(str(queue_arn))
+    if queue is None:
+        raise TemplateError(f"{where}: Queue {queue_arn!r} is not a queue of this template")
+    if "FilterCriteria" in props:
+        raise TemplateError(f"{where}: FilterCriteria is not supported by the local runtime")
+    batch_size = int(props.get("BatchSize", 10))
+    window = int(props.get("MaximumBatchingWindowInSeconds", 0))
+    max_batch = SQS_FIFO_MAX_BATCH_SIZE if queue.fifo else SQS_MAX_BATCH_SIZE
+    if not 1 <= batch_size <= max_batch:
+        raise TemplateError(f"{where}: BatchSize must be between 1 and {max_batch}")
+    if not 0 <= window <= SQS_MAX_BATCHING_WINDOW_SECONDS:
+        raise TemplateError(f"{where}: MaximumBatchingWindowInSeconds must be between 0 and 300")
+    if batch_size > SQS_FIFO_MAX_BATCH_SIZE and window == 0:
+        # What Lambda's CreateEventSourceMapping answers.
+        raise TemplateError(f"{where}: a BatchSize over 10 needs MaximumBatchingWindowInSeconds of 1+")
+    response_types = list(props.get("FunctionResponseTypes") or [])
+    if set(response_types) - {"ReportBatchItemFailures"}:
+        raise TemplateError(f"{where}: FunctionResponseTypes takes only ReportBatchItemFailures")
+    scaling = props.get("ScalingConfig") or {}
+    maximum_concurrency = int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None
+    if maximum_concurrency is not None and not 2 <= maximum_concurrency <= 1000:
+        raise TemplateError(f"{where}: ScalingConfig.MaximumConcurrency must be between 2 and 1000")
+    return SqsEventSource(
+        function_id=function_id,
+        event_name=event_name,
+        queue=queue,
+        batch_size=batch_size,
+        batching_window_seconds=window,
+        report_batch_item_failures="ReportBatchItemFailures" in response_types,
+        maximum_concurrency=maximum_concurrency,
+        enabled=_boolean_property(props.get("Enabled", True)),
+    )
 
 
 def physical_name(logical_id: str) -> str:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from local.services import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Endpoints
+from local.services import ACCESS_KEY_ID, NO_REDIS_AUTH, SECRET_ACCESS_KEY, Endpoints
 from local.specs import FunctionSpec
 from local.template import REGION, Template
 
@@ -95,6 +95,7 @@ def lambda_environment(spec: FunctionSpec, endpoints: Endpoints) -> dict[str, st
             "AWS_ENDPOINT_URL": endpoints.aws_endpoint_url,
             "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(endpoints.secrets_extension_port),
             "REDIS_URL": endpoints.redis_url,
+            **NO_REDIS_AUTH,
         }
     )
     return environment

@@ -8,6 +8,18 @@ from typing import Any
 import pytest
 
 EVENTS = Path(__file__).parent.parent / "events"
+# The routes anyone may call (DESIGN.md, security baseline); every other HTTP route has the authorizer, and the
+# backends' routes (server scores, moderation) need IAM.
+OPEN_ROUTES = {
+    "POST /v1/users",
+    "POST /v1/login",
+    "POST /v1/token/refresh",
+    "GET /v1/scores",
+    "GET /v1/scores/{user_id}",
+    "GET /v1/boards",
+    "GET /v1/boards/{board}/scores",
+    "GET /v1/boards/{board}/scores/{user_id}",
+}
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -1,12 +1,19 @@
 """The integration tier: real handlers in-process against the stack in this process (moto's `mock_aws`, tables
 and secret built from template.yaml, the signing key served by the emulated Secrets extension); and, for the
-local runtime's own tests, `python -m local` as a real process (`runtime`, on each module's `project`)."""
+local runtime's own tests, `python -m local` as a real process (`runtime`, on each module's `project`).
 
+Redis is the machine's (REDIS_URL); a test that uses the boards (the `game` fixture, or `redis_client`) runs there
+and again, marked `[cluster]`, on a three-node Redis Cluster these tests start (redis_cluster.py), through a
+cluster-aware client (REDIS_CLUSTER=true): a script or command that strays across two slots fails there. Both runs
+are marked `redis` (`-m redis` runs them; `-k cluster` only the cluster's)."""
+
+import inspect
 import json
 import os
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -24,17 +31,71 @@ from local.in_process import InProcessStack, in_process_stack
 from local.processes import RuntimeProcess, free_port, start_serving
 from local.services import Endpoints
 from tests.conftest import FakeLambdaContext, load_event
+from tests.integration import redis_cluster
 
-# The machine's Redis, in a database of the tests' own; every test uses a board of its own in it.
+# The machine's Redis, in a database of the tests' own; every test uses keys under a prefix of its own in it.
 REDIS_URL = "redis://127.0.0.1:6379/15"
+# The Redis a test runs on (`redis_server`'s parameter).
+MACHINE, CLUSTER = "machine", "cluster"
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """A Redis the stack runs on, and whether it takes a cluster-aware client."""
+
+    url: str
+    cluster: bool = False
+
+    def client(self) -> board.RedisClient:
+        """A client of the test's own (the functions make theirs from REDIS_URL and REDIS_CLUSTER)."""
+        return redis.RedisCluster.from_url(self.url) if self.cluster else redis.Redis.from_url(self.url)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "redis: uses the boards; runs on the machine's Redis and on a Redis Cluster")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses the boards (`game`, `redis_client`) or asks for `redis_server` runs on both Redis servers,
+    unless it names REDIS_URL (it talks to the machine's Redis itself: give it `game.redis` or `redis_client`)."""
+    uses_the_boards = {"game", "redis_client"} & set(metafunc.fixturenames)
+    asks_for_a_server = "redis_server" in inspect.signature(metafunc.function).parameters
+    if (uses_the_boards or asks_for_a_server) and "REDIS_URL" not in metafunc.function.__code__.co_names:
+        servers = [pytest.param(server, marks=pytest.mark.redis) for server in (MACHINE, CLUSTER)]
+        metafunc.parametrize("redis_server", servers, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def three_node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Started once, for the first test that runs on it; stopped when the session ends."""
+    with redis_cluster.three_nodes(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield RedisServer(url, cluster=True)
+
+
+@pytest.fixture
+def redis_server(request: pytest.FixtureRequest) -> RedisServer:
+    """The Redis of the test: the machine's, or the three-node cluster (see `pytest_generate_tests`)."""
+    if getattr(request, "param", MACHINE) == CLUSTER:
+        server: RedisServer = request.getfixturevalue("three_node_cluster")
+        return server
+    return RedisServer(REDIS_URL)
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[board.RedisClient]:
+    """A client of the test's Redis (the test keeps to keys of its own in it)."""
+    client = redis_server.client()
+    yield client
+    client.close()
 
 
 class Stack:
     """The provisioned stack, with what tests need to look at or change it."""
 
-    def __init__(self, stack: InProcessStack) -> None:
+    def __init__(self, stack: InProcessStack, redis_server: RedisServer) -> None:
         self.dynamodb = stack.dynamodb
         self.sqs = boto3.client("sqs")
+        self.redis = redis_server.client()  # the stack's Redis, to look at or change behind the functions' back
         self._stack = stack
 
     def physical_id(self, logical_id: str) -> str:
@@ -53,14 +114,20 @@ class Stack:
 
 
 @pytest.fixture
-def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> Iterator[Stack]:
     """The stack; `@pytest.mark.parametrize("stack", [300], indirect=True)` sets the extension's cache seconds."""
     cache_seconds = getattr(request, "param", 0)
-    with in_process_stack(extension_cache_seconds=cache_seconds, redis_url=REDIS_URL) as provisioned:
+    with in_process_stack(
+        extension_cache_seconds=cache_seconds, redis_url=redis_server.url, redis_cluster=redis_server.cluster
+    ) as provisioned:
         # What a warm Lambda caches per process (SDK client, keys) starts cold in every test.
         aws.dynamodb.cache_clear()
         monkeypatch.setattr(signing_keys, "keys", signing_keys.SigningKeys())
-        yield Stack(provisioned)
+        provisioned_stack = Stack(provisioned, redis_server)
+        yield provisioned_stack
+        provisioned_stack.redis.close()
     aws.dynamodb.cache_clear()
 
 
@@ -78,6 +145,11 @@ class Game:
         self.queue_url = stack.physical_id("ScoresQueue")
         self.dead_letter_url = stack.physical_id("ScoresDeadLetterQueue")
         self.last_headers: dict[str, str] = {}  # of the last start or post
+
+    @property
+    def redis(self) -> board.RedisClient:
+        """The stack's Redis (the test's keys are under REDIS_KEY_PREFIX)."""
+        return self.stack.redis
 
     def player(self, name: str) -> Identity:
         """A registered player (registering creates their item in the ledger, with their display name)."""
@@ -189,9 +261,8 @@ def game(stack: Stack) -> Iterator[Game]:
     # patch.dict, not monkeypatch: its undo must run before the stack restores the environment it set.
     with mock.patch.dict(os.environ, {"REDIS_KEY_PREFIX": prefix}):
         yield Game(stack)
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=f"{prefix}:*"):
-        client.delete(key)
+    for key in stack.redis.scan_iter(match=f"{prefix}:*"):
+        stack.redis.delete(key)
     for cached in (aws.sqs, board._open_board, board._redis):
         cached.cache_clear()
 

@@ -60,7 +60,7 @@ class Rules:
         return self.post(player, action_id, score)
 
     def state(self, player: Identity) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The player's item and the ledger of scored actions: what a refusal must not change."""
+        """The player's item and the records of scored actions: what a refusal must not change."""
         players = [
             item for item in self.game.stack.items("PlayerTotalsTable") if item["user_id"]["S"] == player.user_id
         ]
@@ -180,26 +180,27 @@ def test_points_per_hour_are_capped(rules: Rules) -> None:
     assert int(item["accepted_total"]["N"]) == cap
 
 
-def test_a_stranded_score_is_queued_by_a_retry_even_after_its_action_expired(
+def test_a_request_that_died_before_its_write_recorded_nothing_and_counts_on_no_limit(
     rules: Rules, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = rules.game.player("alice")
     action_id = rules.action(alice)
     rules.clock.now += rules.kind.min_duration_seconds
+    before = rules.state(alice)
 
     def crash(**kwargs: Any) -> None:
-        raise SystemExit("the function died after its transaction, before SendMessage")
+        raise SystemExit("the function died after SendMessage, before its write")
 
     with monkeypatch.context() as patch:
-        patch.setattr(aws.sqs(), "send_message", crash)
+        patch.setattr(aws.dynamodb(), "update_item", crash)
         with pytest.raises(SystemExit):
             rules.post(alice, action_id, 1)
-    rules.clock.now += rules.kind.lifetime_seconds  # the retry comes after the action expired
 
-    assert rules.post(alice, action_id, 1)[0] == 202
+    assert rules.state(alice) == before
+    assert rules.post(alice, action_id, 1)[0] == 202, "still open: the retry scores it"
     rules.game.drain()
     assert rules.game.total(alice) == 1
-    assert rules.post(alice, action_id, 1)[0] == 409  # applied: scored once
+    assert rules.post(alice, action_id, 1)[0] == 409  # scored once
 
 
 def test_farming_refusals_are_security_events_with_the_player_and_address(rules: Rules, watched: Watched) -> None:

@@ -12,18 +12,17 @@ from typing import Any
 from unittest import mock
 
 import pytest
-import redis
 from aws_lambda_powertools.event_handler.events_appsync.exceptions import UnauthorizedException
 
 from functions.live import on_subscribe, publish_board, publish_events
 from functions.login import authorize_live
 from functions.scores import rebuild_board
 from leaderboard import event_api, live, signing_keys, tokens
-from leaderboard.board import AUDIENCE_WINDOW_MS, WATCH_MS, Board, LeaseLost, PlayerTotal
+from leaderboard.board import AUDIENCE_WINDOW_MS, WATCH_MS, Board, LeaseLost, PlayerTotal, RedisClient
 from leaderboard.config import settings
 from leaderboard.identity import Identity
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import REDIS_URL, Game, Stack
+from tests.integration.conftest import Game, Stack
 
 # --- the board's version, the publishing lease, watchers and audience (Redis alone) --------------------------------
 
@@ -44,13 +43,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def scoreboard(clock: Clock) -> Iterator[Board]:
-    client = redis.Redis.from_url(REDIS_URL)
+def scoreboard(clock: Clock, redis_client: RedisClient) -> Iterator[Board]:
     name = f"test-{uuid.uuid4().hex[:12]}"
-    scoreboard = Board(name, "all", client, clock=clock)
+    scoreboard = Board(name, "all", redis_client, clock=clock)
     yield scoreboard
-    for key in [*client.scan_iter(match=scoreboard.key_pattern), *scoreboard.audience_keys()]:
-        client.delete(key)
+    for key in [*redis_client.scan_iter(match=scoreboard.key_pattern), *scoreboard.audience_keys()]:
+        redis_client.delete(key)
 
 
 def total(user_id: str, points: int, reached_at_ms: int = 1_795_795_200_000) -> PlayerTotal:
@@ -97,14 +95,16 @@ def test_a_change_during_a_cycle_keeps_the_publisher_going_until_it_has_publishe
     assert finish(scoreboard, lease) is False
 
 
-def test_a_publisher_that_lost_its_lease_stops_and_leaves_the_new_holder_alone(scoreboard: Board) -> None:
+def test_a_publisher_that_lost_its_lease_stops_and_leaves_the_new_holder_alone(
+    scoreboard: Board, redis_client: RedisClient
+) -> None:
     lease = str(scoreboard.set_totals([total("ann", 10)]).lease)
-    redis.Redis.from_url(REDIS_URL).set(scoreboard.keys["publishing"], "another-publisher")
+    redis_client.set(scoreboard.keys["publishing"], "another-publisher")
 
     with pytest.raises(LeaseLost):
         scoreboard.rank_changes(lease, limit=10)
     assert scoreboard.finish_cycle(lease, scoreboard.snapshot(), more=False) is False
-    assert redis.Redis.from_url(REDIS_URL).get(scoreboard.keys["publishing"]) == b"another-publisher"
+    assert redis_client.get(scoreboard.keys["publishing"]) == b"another-publisher"
 
 
 def test_the_top_10_version_moves_only_when_the_top_10_changes(scoreboard: Board) -> None:
@@ -121,14 +121,14 @@ def test_the_top_10_version_moves_only_when_the_top_10_changes(scoreboard: Board
 
 
 def test_the_version_comes_from_the_writers_clock_and_keeps_rising_when_redis_comes_back_empty(
-    scoreboard: Board, clock: Clock
+    scoreboard: Board, clock: Clock, redis_client: RedisClient
 ) -> None:
     scoreboard.set_totals([total("ann", 10)])
     first = scoreboard.snapshot().seq
     scoreboard.set_totals([total("ann", 20)])  # within the same microsecond: one more
 
     second = scoreboard.snapshot().seq
-    redis.Redis.from_url(REDIS_URL).delete(*scoreboard.keys.values())  # Redis restarted empty...
+    redis_client.delete(*scoreboard.keys.values())  # Redis restarted empty...
     clock.now += 1
     scoreboard.set_totals([total("ann", 20)])
 
@@ -176,7 +176,7 @@ def test_a_player_with_no_score_who_subscribes_is_watched_but_wakes_nobody(score
     assert (change.standing.user_id, change.standing.rank, change.previous_rank) == ("newcomer", 2, None)
 
 
-def test_a_watcher_who_stops_renewing_is_forgotten(scoreboard: Board, clock: Clock) -> None:
+def test_a_watcher_who_stops_renewing_is_forgotten(scoreboard: Board, clock: Clock, redis_client: RedisClient) -> None:
     finish(scoreboard, str(scoreboard.set_totals([total("ann", 300)]).lease))
     lease = str(scoreboard.watch("ann"))
     scoreboard.finish_cycle(lease, scoreboard.snapshot(), scoreboard.rank_changes(lease, limit=10).more)
@@ -185,9 +185,8 @@ def test_a_watcher_who_stops_renewing_is_forgotten(scoreboard: Board, clock: Clo
     lease = str(scoreboard.set_totals([total("ann", 400)]).lease)
 
     assert scoreboard.rank_changes(lease, limit=10).changes == []
-    client = redis.Redis.from_url(REDIS_URL)
-    assert client.zcard(scoreboard.keys["watchers"]) == 0
-    assert client.hlen(scoreboard.keys["notified"]) == 0  # what they were told goes with them
+    assert redis_client.zcard(scoreboard.keys["watchers"]) == 0
+    assert redis_client.hlen(scoreboard.keys["notified"]) == 0  # what they were told goes with them
 
 
 def test_a_cycle_takes_at_most_its_allowance_and_the_next_goes_on_from_there(scoreboard: Board) -> None:
@@ -232,35 +231,39 @@ def test_the_audience_counts_subscriptions_over_the_last_window(scoreboard: Boar
     assert scoreboard.snapshot().viewers == 0  # nobody renewed: nobody is watching
 
 
-def test_only_the_lease_holder_records_standings(scoreboard: Board) -> None:
+def test_only_the_lease_holder_records_standings(scoreboard: Board, redis_client: RedisClient) -> None:
     scoreboard.set_totals([total("ann", 300)])
     scoreboard.watch("ann")
 
     with pytest.raises(LeaseLost):
         scoreboard.rank_changes("not-the-holder", limit=10)
-    assert redis.Redis.from_url(REDIS_URL).hlen(scoreboard.keys["notified"]) == 0
+    assert redis_client.hlen(scoreboard.keys["notified"]) == 0
 
 
-def test_an_expired_lease_is_taken_again_when_changes_are_still_unpublished(scoreboard: Board) -> None:
+def test_an_expired_lease_is_taken_again_when_changes_are_still_unpublished(
+    scoreboard: Board, redis_client: RedisClient
+) -> None:
     lease = str(scoreboard.set_totals([total("ann", 10)]).lease)
     snapshot = scoreboard.snapshot()
-    redis.Redis.from_url(REDIS_URL).delete(scoreboard.keys["publishing"])  # expired mid-cycle
+    redis_client.delete(scoreboard.keys["publishing"])  # expired mid-cycle
     scoreboard.set_totals([total("bob", 20)])  # took the lease and woke another publisher
 
     assert scoreboard.finish_cycle(lease, snapshot, more=False) is False  # that one answers for it now
 
 
-def test_the_safety_net_claims_the_lease_only_for_something_unpublished(scoreboard: Board) -> None:
+def test_the_safety_net_claims_the_lease_only_for_something_unpublished(
+    scoreboard: Board, redis_client: RedisClient
+) -> None:
     assert scoreboard.claim() is None  # nothing ever changed
     scoreboard.set_totals([total("ann", 10)])
-    redis.Redis.from_url(REDIS_URL).delete(scoreboard.keys["publishing"])  # the wake-up was lost
+    redis_client.delete(scoreboard.keys["publishing"])  # the wake-up was lost
 
     lease = scoreboard.claim()
     assert lease is not None
     finish(scoreboard, lease)
     assert scoreboard.claim() is None
     scoreboard.watch("ann")  # owed a standing, and the wake-up lost
-    redis.Redis.from_url(REDIS_URL).delete(scoreboard.keys["publishing"])
+    redis_client.delete(scoreboard.keys["publishing"])
     assert scoreboard.claim() is not None
 
 
@@ -480,7 +483,7 @@ def test_only_a_player_may_subscribe_to_their_own_channel(game_live: Live, chann
     # Powertools lets UnauthorizedException out of a subscribe handler: the invocation fails, AppSync refuses.
     with pytest.raises(UnauthorizedException):
         game_live.subscribe(path, ann if caller else None)
-    assert redis.Redis.from_url(REDIS_URL).zcard(game_live.game.board().keys["watchers"]) == 0
+    assert game_live.game.redis.zcard(game_live.game.board().keys["watchers"]) == 0
 
 
 @pytest.mark.parametrize("channel", ["/boards/no-such-board", "/boards/*", "/boards", "/boards/{board}/more"])
@@ -499,7 +502,7 @@ def test_a_players_own_channel_for_a_board_this_stack_does_not_keep_is_refused(g
     answer = game_live.subscribe(channel.format(own=ann.user_id), ann)
 
     assert "UnknownChannel" in answer["error"]  # global's own channel is /players/<user_id> itself
-    assert redis.Redis.from_url(REDIS_URL).zcard(game_live.game.board().keys["watchers"]) == 0
+    assert game_live.game.redis.zcard(game_live.game.board().keys["watchers"]) == 0
 
 
 def test_anyone_may_watch_a_board_and_counts_towards_its_audience(game_live: Live) -> None:
@@ -623,7 +626,7 @@ def test_a_rebuilt_board_is_published_like_any_change(game_live: Live) -> None:
     game.score(game.player("ann"), 100)
     game.drain()
     game_live.publish()
-    client = redis.Redis.from_url(REDIS_URL)
+    client = game_live.game.redis
     client.delete(*client.scan_iter(match=game_live.game.board().key_pattern))  # Redis came back empty
 
     rebuild_board.lambda_handler(load_event("rebuild_board"), FakeLambdaContext())

@@ -83,7 +83,12 @@ def function_spec(tmp_path: Path, handler: str = "app.lambda_handler", timeout_s
         timeout_seconds=timeout_seconds,
         memory_mb=512,
         runtime="python3.13",
-        environment={"TABLE_NAME": "from-the-template", "REDIS_URL": "rediss://the-deployed-cache:6379"},
+        environment={
+            "TABLE_NAME": "from-the-template",
+            "REDIS_URL": "rediss://the-deployed-cache:6379",
+            "REDIS_IAM_USER": "leaderboard-app",
+            "CACHE_NAME": "the-deployed-cache",
+        },
     )
 
 
@@ -133,6 +138,7 @@ def test_a_handler_gets_lambdas_context_environment_and_sys_path(tmp_path: Path)
     assert environ["TABLE_NAME"] == "from-the-template"
     # The local services replace whatever the template points at.
     assert environ["REDIS_URL"] == "redis://127.0.0.1:6999/0"
+    assert environ["REDIS_IAM_USER"] == environ["CACHE_NAME"] == ""  # the local Redis takes no IAM auth
     assert environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5999"
     assert environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] == "2773"
     assert environ["AWS_SESSION_TOKEN"] == "token-for-the-extension"
@@ -235,10 +241,12 @@ def test_a_cold_start_nobody_waits_for_any_more_leaves_no_process_behind(tmp_pat
     spec = function_spec(tmp_path, handler="slow_init.lambda_handler")
     (spec.code_dir / "slow_init.py").write_text("import time\n\ntime.sleep(30)\nlambda_handler = print\n")
 
+    running_before = descendants(os.getpid())  # the session's own servers (a Redis Cluster) are no worker
+
     async def cancel_during_init(pool: FunctionPool) -> set[int]:
         invoking = asyncio.create_task(pool.invoke({}))
         await asyncio.sleep(0.5)
-        starting = descendants(os.getpid())
+        starting = descendants(os.getpid()) - running_before
         invoking.cancel()  # Ctrl-C while a schedule or a poller waits for this cold start
         with contextlib.suppress(asyncio.CancelledError):
             await invoking

@@ -103,6 +103,28 @@ def test_a_score_in_flight_when_points_are_removed_does_not_bring_them_back(game
     assert game.total(ann, f"weekly/{weekly.season}") == 40
 
 
+def test_a_score_accepted_after_a_removal_counts_even_on_a_clock_behind_the_moderators(
+    game: Game, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann = game.player("ann")
+    game.score(ann, 500)
+    game.drain()
+    action_id = game.action(ann)
+    assert remove(game, ann)[0] == 200
+    item = game.stack.dynamodb.get_item(
+        TableName=game.stack.physical_id("PlayerTotalsTable"), Key={"user_id": {"S": ann.user_id}}
+    )["Item"]
+    [fence] = [int(at["N"]) for at in item["fences"]["M"].values()]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(time, "time", lambda: (fence - 5) / 1000)  # PostScore's clock, 5 ms behind the moderator's
+        assert game.post(ann, {"user_id": ann.user_id, "score": 40, "action_id": action_id})[0] == 202
+    game.drain()
+
+    assert on_board(game, "weekly")[ann.user_id] == 40, "reached after the fence, whatever the clocks said"
+    assert on_board(game, "global")[ann.user_id] == 540
+
+
 def test_a_player_whose_points_were_removed_can_be_banned_and_a_banned_one_can_lose_points(game: Game) -> None:
     ann, bob = game.player("ann"), game.player("bob")
     for player in (ann, bob):

@@ -9,14 +9,13 @@ from typing import Any
 from unittest import mock
 
 import pytest
-import redis
 
 from functions.login import login, register
 from functions.scores import get_board_scores, get_board_standing, get_standing, get_top10
 from leaderboard import rate_limits, read_limits, signing_keys, tokens
 from leaderboard.config import settings
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import REDIS_URL, Game, Stack, limits
+from tests.integration.conftest import Game, Stack, limits
 from tests.integration.test_auth import PASSWORD, Watched, call, log_in, sign_up, watched, with_body
 
 __all__ = ["watched"]  # the fixture, shared with test_auth
@@ -291,7 +290,7 @@ def test_a_read_counter_is_one_key_of_its_own_under_the_prefix_expiring_after_it
 ) -> None:
     read(get_top10, "get_top10", "2001:db8:9:1::1")
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = game.redis
     window = int(real_clock[0] // 60)
     [key] = client.keys(f"{settings.redis_key_prefix}:{{rate:reads:*")
     assert key.decode() == f"{settings.redis_key_prefix}:{{rate:reads:2001:db8:9::/56}}:{window}"

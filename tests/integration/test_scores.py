@@ -8,13 +8,14 @@ import uuid
 from typing import Any
 from unittest import mock
 
+import botocore.client
+import botocore.exceptions
 import pytest
-import redis
 
-from functions.scores import get_top10, rebuild_board
-from leaderboard import aws, board, scores
+from functions.scores import apply_scores, get_top10, rebuild_board
+from leaderboard import aws, board, board_sync, scores
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import REDIS_URL, Game
+from tests.integration.conftest import Game
 
 
 def sqs_unreachable(**kwargs: Any) -> None:
@@ -53,7 +54,7 @@ def test_bad_action_requests(game: Game, body: dict[str, Any], status: int) -> N
 # --- posting scores ------------------------------------------------------------------------------------------------
 
 
-def test_a_score_is_recorded_before_202_and_queued(game: Game) -> None:
+def test_a_score_is_in_the_ledger_before_202_and_its_change_queued(game: Game) -> None:
     alice = game.player("alice")
     action_id = game.action(alice)
 
@@ -63,13 +64,13 @@ def test_a_score_is_recorded_before_202_and_queued(game: Game) -> None:
         202,
         {"action_id": action_id, "user_id": alice.user_id, "score": 250, "status": "accepted"},
     )
-    action = game.stack.dynamodb.get_item(
-        TableName=game.stack.physical_id("ActionsTable"), Key={"action_id": {"S": action_id}}
-    )["Item"]
-    assert action["score"]["N"] == "250"
-    assert "purge_at" not in action, "a scored action is never purged"
+    assert game.total(alice) == 250
     [message] = game.receive()
-    assert json.loads(message["Body"])["score"] == 250
+    change = scores.PlayerChanged.parse(message["Body"])
+    assert (change.user_id, change.rev) == (alice.user_id, 1)
+    assert sorted(board_id for board_id, _ in change.seasons) == ["daily-best", "global", "weekly"]
+    assert all(game.total(alice, "/".join(key)) == 250 for key in change.seasons)
+    assert game.stack.items("ActionsTable") == [], "a player's own score needs no record of its own"
 
 
 def test_the_contract_answers(game: Game) -> None:
@@ -166,6 +167,47 @@ def test_an_idempotency_key_replays_the_first_answer(game: Game) -> None:
     assert len(game.receive()) == 1, "one message: one increment"
 
 
+def test_a_keyed_score_costs_as_many_requests_as_an_unkeyed_one(game: Game) -> None:
+    alice = game.player("alice")
+    plain, keyed = game.action(alice), game.action(alice)
+    requests: list[str] = []
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def counted(client: Any, operation: str, params: Any) -> Any:
+        requests.append(operation)
+        return real_call(client, operation, params)
+
+    with mock.patch.object(botocore.client.BaseClient, "_make_api_call", counted):
+        assert game.post(alice, {"user_id": alice.user_id, "score": 1, "action_id": plain})[0] == 202
+        unkeyed, requests[:] = list(requests), []
+        assert game.post(alice, {"user_id": alice.user_id, "score": 1, "action_id": keyed}, key="k")[0] == 202
+
+    assert unkeyed == ["GetItem", "SendMessage", "UpdateItem"]
+    assert requests == ["BatchGetItem", "SendMessage", "TransactWriteItems"], "the key is read and written with it"
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "line\nbreak"])
+def test_an_unusable_idempotency_key_is_400_and_changes_nothing(game: Game, key: str) -> None:
+    alice = game.player("alice")
+    action_id = game.action(alice)
+
+    status, problem = game.post(alice, {"user_id": alice.user_id, "score": 5, "action_id": action_id}, key=key)
+
+    assert (status, problem["status"]) == (400, 400)
+    assert "Idempotency-Key" in problem["detail"]
+    assert game.receive() == []
+    assert game.total(alice) == 0
+
+
+def test_an_idempotency_key_answers_first_even_for_an_unknown_action(game: Game) -> None:
+    alice = game.player("alice")
+    action_id = game.action(alice)
+    assert game.post(alice, {"user_id": alice.user_id, "score": 5, "action_id": action_id}, key="k-1")[0] == 202
+
+    assert game.post(alice, {"user_id": alice.user_id, "score": 5, "action_id": "nope"}, key="k-1")[0] == 422
+    assert game.post(alice, {"user_id": alice.user_id, "score": 5, "action_id": "nope"}, key="k-2")[0] == 404
+
+
 def test_idempotency_keys_are_per_player(game: Game) -> None:
     alice, bob = game.player("alice"), game.player("bob")
     alice_action, bob_action = game.action(alice), game.action(bob)
@@ -213,7 +255,7 @@ def test_a_consumer_killed_between_its_writes_converges(game: Game, monkeypatch:
     messages = game.receive(visibility_timeout=0)
 
     def die(self: board.Board, totals: Any, live: bool = True) -> None:
-        raise SystemExit("killed after the DynamoDB commit, before Redis")
+        raise SystemExit("killed before its write to Redis")
 
     with monkeypatch.context() as patch:
         patch.setattr(board.Board, "set_totals", die)
@@ -231,7 +273,7 @@ def test_a_consumer_killed_between_its_writes_converges(game: Game, monkeypatch:
 def test_a_poison_message_fails_alone_and_reaches_the_dead_letter_queue(game: Game) -> None:
     alice = game.player("alice")
     game.score(alice, 10)
-    game.stack.sqs.send_message(QueueUrl=game.queue_url, MessageBody='{"not": "a score"}')
+    game.stack.sqs.send_message(QueueUrl=game.queue_url, MessageBody='{"not": "a change"}')
     game.score(alice, 20)
 
     receives = 0
@@ -243,7 +285,7 @@ def test_a_poison_message_fails_alone_and_reaches_the_dead_letter_queue(game: Ga
 
     assert game.total(alice) == 30
     dead = game.stack.sqs.receive_message(QueueUrl=game.dead_letter_url, MaxNumberOfMessages=10)["Messages"]
-    assert [message["Body"] for message in dead] == ['{"not": "a score"}']
+    assert [message["Body"] for message in dead] == ['{"not": "a change"}']
 
 
 def test_redis_down_fails_the_batch_and_nothing_is_lost(game: Game) -> None:
@@ -253,7 +295,7 @@ def test_redis_down_fails_the_batch_and_nothing_is_lost(game: Game) -> None:
 
     with mock.patch.dict(os.environ, {"REDIS_URL": "redis://127.0.0.1:1/0"}), pytest.raises(board.BoardUnavailable):
         game.deliver(messages)  # nothing listens on port 1
-    assert game.total(alice) == 15, "the ledger is written first"
+    assert game.total(alice) == 15, "the ledger was written when the score was accepted"
     assert len(game.receive(visibility_timeout=0)) == 1, "the message waits in the queue"
 
     game.drain()  # Redis is back: the redelivery is already counted, and reaches the board
@@ -268,11 +310,11 @@ def test_reads_answer_503_while_redis_is_down(game: Game) -> None:
     assert response["headers"]["Retry-After"] == "1"
 
 
-def test_scores_applied_out_of_order_keep_the_latest_moment(game: Game) -> None:
+def test_changes_delivered_out_of_order_leave_the_board_at_the_ledger(game: Game) -> None:
     alice = game.player("alice")
     game.score(alice, 1)
     game.score(alice, 2)
-    first, second = sorted(game.receive(), key=lambda message: json.loads(message["Body"])["accepted_at_ms"])
+    first, second = sorted(game.receive(), key=lambda message: json.loads(message["Body"])["rev"])
 
     game.deliver([second])
     game.deliver([first])
@@ -282,7 +324,8 @@ def test_scores_applied_out_of_order_keep_the_latest_moment(game: Game) -> None:
     )["Item"]
     points, reached_at = item["seasons"]["M"]["global/all"]["L"]
     assert points["N"] == "3"
-    assert reached_at["N"] == str(json.loads(second["Body"])["accepted_at_ms"])
+    assert reached_at["N"] == str(json.loads(second["Body"])["sent_at_ms"]), "reached when the second was accepted"
+    assert game.top()[0]["score"] == 3
 
 
 # --- the board and its reads ---------------------------------------------------------------------------------------
@@ -338,7 +381,7 @@ def test_rebuild_restores_the_exact_board_after_redis_lost_it(game: Game) -> Non
         game.score(player, 7 * (index % 4) + 1)
     game.drain()
     before = game.top(), [game.standing(player.user_id) for player in players]
-    client = redis.Redis.from_url(REDIS_URL)
+    client = game.redis
     client.delete(*client.scan_iter(match=f"{os.environ['REDIS_KEY_PREFIX']}:*"))
     assert game.top() == []
 
@@ -348,17 +391,17 @@ def test_rebuild_restores_the_exact_board_after_redis_lost_it(game: Game) -> Non
     assert (game.top(), [game.standing(player.user_id) for player in players]) == before
 
 
-def test_a_rebuild_skips_a_first_score_still_in_the_queue(game: Game) -> None:
+def test_a_rebuild_counts_a_score_still_in_the_queue_once(game: Game) -> None:
     ann, bob = game.player("ann"), game.player("bob")
     game.score(ann, 100)
     game.drain()
-    game.score(bob, 50)  # accepted, not yet applied: bob's record holds only the accepted total
+    game.score(bob, 50)  # in the ledger; its change still in the queue
 
     rebuild_board.lambda_handler(load_event("rebuild_board"), FakeLambdaContext())
 
-    assert [entry["user_id"] for entry in game.top()] == [ann.user_id]
+    assert [(entry["user_id"], entry["score"]) for entry in game.top()] == [(ann.user_id, 100), (bob.user_id, 50)]
     game.drain()
-    assert [entry["user_id"] for entry in game.top()] == [ann.user_id, bob.user_id]
+    assert [(entry["user_id"], entry["score"]) for entry in game.top()] == [(ann.user_id, 100), (bob.user_id, 50)]
 
 
 def test_a_rebuild_racing_the_consumer_never_goes_back(game: Game) -> None:
@@ -366,7 +409,8 @@ def test_a_rebuild_racing_the_consumer_never_goes_back(game: Game) -> None:
     game.score(alice, 10)
     game.score(bob, 20)
     game.drain()
-    stale_snapshot = [player for key, player in scores.all_points() if key == ("global", "all")]  # the rebuild read...
+    # The rebuild read...
+    stale_snapshot = [player for key, player in board_sync.all_points() if key == ("global", "all")]
     game.score(alice, 100)  # ...scores keep arriving and are applied...
     game.drain()
 
@@ -392,7 +436,7 @@ def test_when_sqs_refuses_nothing_is_recorded_and_a_retry_succeeds(game: Game, m
     assert game.total(alice) == 33
 
 
-def test_a_score_stranded_by_a_crash_before_sqs_is_queued_again_by_a_retry(
+def test_a_request_that_dies_between_the_queue_and_its_write_leaves_a_message_the_consumer_drops(
     game: Game, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = game.player("alice")
@@ -400,31 +444,98 @@ def test_a_score_stranded_by_a_crash_before_sqs_is_queued_again_by_a_retry(
     body = {"user_id": alice.user_id, "score": 77, "action_id": action_id}
 
     def crash(**kwargs: Any) -> None:
-        raise SystemExit("the function died after its transaction, before SendMessage")
+        raise SystemExit("the function died after SendMessage, before its write")
 
     with monkeypatch.context() as patch:
-        patch.setattr(aws.sqs(), "send_message", crash)
+        patch.setattr(aws.dynamodb(), "update_item", crash)
         with pytest.raises(SystemExit):
             game.post(alice, body)
-    assert game.post(alice, body)[0] == 409, "too early to tell a crash from a request in flight"
-    actions = game.stack.physical_id("ActionsTable")
-    accepted_at = game.stack.dynamodb.get_item(TableName=actions, Key={"action_id": {"S": action_id}})["Item"][
-        "accepted_at"
-    ]["N"]
-    game.stack.dynamodb.update_item(
-        TableName=actions,
-        Key={"action_id": {"S": action_id}},
-        UpdateExpression="SET accepted_at = :earlier",
-        ExpressionAttributeValues={":earlier": {"N": str(int(accepted_at) - scores.STRANDED_AFTER_MS)}},
-    )
+    [orphan] = game.receive(visibility_timeout=0)
+    monkeypatch.setattr(board_sync, "_CATCH_UP_PAUSES", (0,))
 
-    assert game.post(alice, {**body, "score": 78})[0] == 409, "only the same score"
-    assert game.post(alice, body)[0] == 202
-    assert game.post(alice, body)[0] == 202, "a second retry queues it again: the consumer applies it once"
+    assert game.deliver([orphan])["batchItemFailures"] == [{"itemIdentifier": orphan["MessageId"]}], "not yet"
+    sent_at_ms = scores.PlayerChanged.parse(orphan["Body"]).sent_at_ms
+    with mock.patch.object(apply_scores, "time") as clock:
+        clock.time.return_value = (sent_at_ms + scores.UNWRITTEN_AFTER_MS + 1) / 1000
+        assert game.deliver(game.receive(visibility_timeout=0))["batchItemFailures"] == [], "dropped: never written"
+    assert game.receive(visibility_timeout=0) == []
+    assert game.total(alice) == 0
+
+    assert game.post(alice, body)[0] == 202, "the action is still open: the player's retry scores it"
     game.drain()
+    assert (game.total(alice), game.top()[0]["score"]) == (77, 77)
 
-    assert game.total(alice) == 77
-    assert game.post(alice, body)[0] == 409, "applied: scored once"
+
+@pytest.mark.parametrize("operation", ["get_item", "update_item"])
+def test_dynamodb_throttling_is_503_with_retry_after_and_a_retry_succeeds(
+    game: Game, monkeypatch: pytest.MonkeyPatch, operation: str
+) -> None:
+    alice = game.player("alice")
+    body = {"user_id": alice.user_id, "score": 9, "action_id": game.action(alice)}
+
+    def throttled(**kwargs: Any) -> None:
+        error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+        raise botocore.exceptions.ClientError(error, "UpdateItem")  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(aws.dynamodb(), operation, throttled)
+        status, problem = game.post(alice, body)
+
+    assert (status, problem["status"], game.last_headers["Retry-After"]) == (503, 503, "1")
+    assert "Throughput" not in problem["detail"]
+    assert game.total(alice) == 0
+    assert game.post(alice, body)[0] == 202
+    game.drain()
+    assert game.total(alice) == 9
+
+
+def test_a_write_whose_answer_was_lost_is_accepted_once(game: Game, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = game.player("alice")
+    body = {"user_id": alice.user_id, "score": 31, "action_id": game.action(alice)}
+    real_update = aws.dynamodb().update_item
+    calls = 0
+
+    def applied_but_answer_lost(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        result = real_update(**kwargs)
+        if calls == 1:  # as botocore retries a request whose answer timed out: the retry finds the item changed
+            return real_update(**kwargs)
+        return result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(aws.dynamodb(), "update_item", applied_but_answer_lost)
+        assert game.post(alice, body)[0] == 202
+
+    game.drain()
+    assert game.total(alice) == 31
+    assert game.post(alice, body)[0] == 409, "scored once"
+
+
+def test_concurrent_posts_for_one_player_are_each_counted_exactly_once(game: Game) -> None:
+    alice = game.player("alice")
+    actions = [game.action(alice) for _ in range(4)]
+    posts = [(action_id, 10 + index) for index, action_id in enumerate(actions)] + [(actions[0], 10)]  # a double post
+    answers: dict[int, int] = {}
+
+    def post(index: int) -> None:
+        action_id, score = posts[index]
+        answers[index] = game.post(alice, {"user_id": alice.user_id, "score": score, "action_id": action_id})[0]
+
+    threads = [threading.Thread(target=post, args=(index,)) for index in range(len(posts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index, status in sorted(answers.items()):  # a post that lost every race (503) is retried, as a client would
+        if status == 503:
+            post(index)
+
+    assert [answers[index] for index in (1, 2, 3)] == [202] * 3
+    # The double post and its twin: one wrote it (202); the other is answered as its twin, or as already scored.
+    assert sorted([answers[0], answers[4]]) in ([202, 202], [202, 409])
+    game.drain()
+    assert (game.total(alice), game.top()[0]["score"]) == (10 + 11 + 12 + 13,) * 2
 
 
 def test_rebuilds_running_while_scores_arrive_converge_to_the_ledger(game: Game) -> None:
@@ -462,7 +573,7 @@ def test_rebuilds_running_while_scores_arrive_converge_to_the_ledger(game: Game)
     }
 
 
-def test_scores_still_in_the_queue_count_against_the_cap(game: Game) -> None:
+def test_scores_count_against_the_cap_as_soon_as_accepted(game: Game) -> None:
     alice = game.player("alice")
     game.stack.dynamodb.put_item(
         TableName=game.stack.physical_id("PlayerTotalsTable"),
@@ -488,21 +599,23 @@ def test_a_503_is_not_replayed_for_its_idempotency_key(game: Game, monkeypatch: 
     assert game.total(alice) == 12
 
 
-def test_a_send_that_failed_but_was_delivered_and_applied_stays_accepted(
+def test_a_send_whose_answer_was_lost_records_nothing_and_its_message_changes_nothing(
     game: Game, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = game.player("alice")
     body = {"user_id": alice.user_id, "score": 300, "action_id": game.action(alice)}
     real_send = aws.sqs().send_message
+    monkeypatch.setattr(board_sync, "_CATCH_UP_PAUSES", (0,))
 
     def delivered_then_failed(**kwargs: Any) -> None:
         real_send(**kwargs)
-        game.drain()  # the consumer applies it before the client's answer is even decided
         raise ConnectionError("the answer from SQS was lost")
 
     with monkeypatch.context() as patch:
         patch.setattr(aws.sqs(), "send_message", delivered_then_failed)
-        assert game.post(alice, body)[0] == 202
+        assert game.post(alice, body)[0] == 503
 
-    assert game.total(alice) == 300
-    assert game.post(alice, body)[0] == 409
+    assert game.total(alice) == 0
+    assert game.post(alice, body)[0] == 202
+    game.drain()  # the first message waits for a write of its own that never comes: its player is synced anyway
+    assert (game.total(alice), game.top()[0]["score"]) == (300, 300)

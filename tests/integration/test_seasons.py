@@ -11,14 +11,12 @@ from typing import Any
 from unittest import mock
 
 import pytest
-import redis
-from botocore.exceptions import ClientError
 
 from functions.scores import get_board_scores, get_board_standing, list_boards, rebuild_board, roll_over_seasons
-from leaderboard import aws, scores
+from leaderboard import aws, board_sync, scores
 from leaderboard.game import game as game_definitions
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import REDIS_URL, Game
+from tests.integration.conftest import Game
 
 # The template's three boards and a monthly one, so every kind of reset is exercised.
 FOUR_BOARDS = json.dumps(
@@ -96,9 +94,7 @@ def points(board_id: str, **query: str) -> dict[str, int]:
 
 def test_one_score_feeds_every_board_of_its_type_exactly_once_in_one_write(game: Game, clock: Clock) -> None:
     ann = game.player("ann")
-    game.score(ann, 300)
-    game.score(ann, 200)
-    messages = game.receive(visibility_timeout=0)
+    first, second = game.action(ann), game.action(ann)
     writes: list[str] = []
     real_update = aws.dynamodb().update_item
 
@@ -107,11 +103,14 @@ def test_one_score_feeds_every_board_of_its_type_exactly_once_in_one_write(game:
         return real_update(**kwargs)
 
     with mock.patch.object(aws.dynamodb(), "update_item", counted):
+        for action_id, score in ((first, 300), (second, 200)):
+            assert game.post(ann, {"user_id": ann.user_id, "score": score, "action_id": action_id})[0] == 202
+        messages = game.receive(visibility_timeout=0)
         game.deliver(messages)
-        game.deliver(messages)  # redelivered: counted once
+        game.deliver(messages)  # redelivered: changes nothing
     game.drain()
 
-    assert writes == [game.stack.physical_id("PlayerTotalsTable")]  # one write for two scores on four boards
+    assert writes == [game.stack.physical_id("PlayerTotalsTable")] * 2  # one write per score on four boards
     assert ledger(game, ann.user_id) == {
         "global/all": [500, clock.now_ms],
         "weekly/2026-W49": [500, clock.now_ms],
@@ -201,7 +200,7 @@ def test_a_seasons_keys_expire_when_its_readable_days_are_over_and_all_time_neve
     ann = game.player("ann")
     game.score(ann, 10)
     game.drain()
-    client = redis.Redis.from_url(REDIS_URL)
+    client = game.redis
     weekly = game.board("weekly")
     weekly.watch(ann.user_id)  # the watcher registry, and a publishing cycle interrupted before it finished:
     assert weekly.rank_changes(client.get(weekly.keys["publishing"]).decode(), limit=10).changes  # notified_next
@@ -259,7 +258,7 @@ def test_a_rebuild_of_one_season_restores_only_that_season(game: Game, clock: Cl
     ann = game.player("ann")
     game.score(ann, 30)
     game.drain()
-    client = redis.Redis.from_url(REDIS_URL)
+    client = game.redis
     client.delete(*client.scan_iter(match=f"{os.environ['REDIS_KEY_PREFIX']}:*"))  # Redis came back empty
 
     result = rebuild_board.lambda_handler({"board": "weekly", "season": "2026-W49"}, FakeLambdaContext())
@@ -271,7 +270,7 @@ def test_a_rebuild_of_one_season_restores_only_that_season(game: Game, clock: Cl
     assert points("global") == points("monthly") == {ann.user_id: 30}
 
 
-def test_a_score_redriven_after_its_season_stopped_being_readable_counts_on_the_other_boards(
+def test_a_change_redriven_after_its_seasons_stopped_being_readable_reaches_the_other_boards(
     game: Game, clock: Clock
 ) -> None:
     ann = game.player("ann")
@@ -280,8 +279,9 @@ def test_a_score_redriven_after_its_season_stopped_being_readable_counts_on_the_
 
     game.drain()
 
-    assert ledger(game, ann.user_id) == {"global/all": [30, ms("2026-12-03T12:00:00Z")]}
+    assert ledger(game, ann.user_id)["global/all"] == [30, ms("2026-12-03T12:00:00Z")]
     assert points("global") == {ann.user_id: 30}
+    assert points("weekly") == {}, "this week's board: the score was last year's"
 
 
 def test_players_beyond_the_first_page_are_reached_with_offset(game: Game, clock: Clock) -> None:
@@ -299,54 +299,75 @@ def test_players_beyond_the_first_page_are_reached_with_offset(game: Game, clock
     ]
 
 
-def test_a_consumer_that_read_a_player_before_another_applied_their_scores_retries_and_counts_each_once(
-    game: Game, clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class HeldWrites:
+    """The accepting writes of some players (their actions still start), held back: their changes are in the queue,
+    not yet in the ledger."""
+
+    def __init__(self, held: set[str]) -> None:
+        self.held, self.writes = held, []
+        self._update = aws.dynamodb().update_item
+
+    def __call__(self, **kwargs: Any) -> Any:
+        if kwargs["Key"]["user_id"]["S"] in self.held and "rev = :next" in kwargs["UpdateExpression"]:
+            self.writes.append(kwargs)
+            return {}
+        return self._update(**kwargs)
+
+    def land(self) -> None:
+        for write in self.writes:
+            self._update(**write)
+        self.writes.clear()
+
+
+def test_a_change_that_arrives_before_its_write_is_applied_once_the_write_lands(game: Game, clock: Clock) -> None:
     ann = game.player("ann")
     game.score(ann, 10)
-    game.score(ann, 20)
-    first, second = sorted(game.receive(), key=lambda message: json.loads(message["Body"])["accepted_at_ms"])
-    stale = scores._read_batch([ann.user_id], [json.loads(first["Body"])["action_id"]])  # both still pending
-    game.deliver([second])  # another consumer applies the 20 meanwhile
+    game.drain()
+    held = HeldWrites({ann.user_id})
+    with mock.patch.object(aws.dynamodb(), "update_item", held):
+        game.score(ann, 20)
+    [message] = game.receive()
+    pauses: list[float] = []
 
-    monkeypatch.setattr(scores, "_read_batch", lambda players, actions: stale)
-    committed = scores.commit({"m1": scores.parse_message(first["Body"])}, clock.now_ms)
+    def pause(seconds: float) -> None:  # the write lands while the consumer waits
+        pauses.append(seconds)
+        held.land()
 
-    assert (committed.poison, committed.failed) == ([], [])
-    assert ledger(game, ann.user_id)["global/all"][0] == 30  # the 20 once, the 10 once
+    synced = board_sync.sync({"m1": scores.PlayerChanged.parse(message["Body"])}, clock.now_ms, pause)
+
+    assert (synced.waiting, synced.unwritten, len(pauses)) == ([], [], 1)
+    assert [(total.user_id, total.total) for total in synced.points["global", "all"]] == [(ann.user_id, 30)]
 
 
-def test_a_player_whose_write_fails_waits_alone_and_the_rest_of_the_batch_is_applied(
+def test_a_player_whose_write_has_not_landed_waits_alone_and_the_rest_of_the_batch_is_applied(
     game: Game, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ann, bob = game.player("ann"), game.player("bob")
-    game.score(ann, 10)
-    game.score(bob, 20)
+    held = HeldWrites({ann.user_id})
+    with mock.patch.object(aws.dynamodb(), "update_item", held):
+        game.score(ann, 10)
+        game.score(bob, 20)
     messages = game.receive(visibility_timeout=0)
-    real_update = aws.dynamodb().update_item
+    monkeypatch.setattr(board_sync, "_CATCH_UP_PAUSES", (0,))
 
-    def throttled_for_ann(**kwargs: Any) -> Any:
-        if kwargs["Key"]["user_id"]["S"] == ann.user_id:
-            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
-            raise ClientError(error, "UpdateItem")
-        return real_update(**kwargs)
-
-    with mock.patch.object(aws.dynamodb(), "update_item", throttled_for_ann):
-        result = game.deliver(messages)
+    result = game.deliver(messages)
 
     ann_message = next(m["MessageId"] for m in messages if json.loads(m["Body"])["user_id"] == ann.user_id)
     assert result["batchItemFailures"] == [{"itemIdentifier": ann_message}]
     assert points("global") == {bob.user_id: 20}
+    held.land()
     game.drain()  # delivered again
     assert points("global") == {bob.user_id: 20, ann.user_id: 10}
 
 
-@pytest.mark.parametrize("field", ["action_id", "user_id"])
-def test_a_message_with_an_empty_id_is_poison_and_fails_alone(game: Game, clock: Clock, field: str) -> None:
+@pytest.mark.parametrize(("field", "value"), [("user_id", ""), ("rev", "1"), ("seasons", None)])
+def test_a_message_with_a_broken_field_is_poison_and_fails_alone(
+    game: Game, clock: Clock, field: str, value: Any
+) -> None:
     ann = game.player("ann")
     game.score(ann, 10)
     good = game.receive(visibility_timeout=0)
-    body = json.loads(good[0]["Body"]) | {field: ""}
+    body = json.loads(good[0]["Body"]) | {field: value}
     game.stack.sqs.send_message(QueueUrl=game.queue_url, MessageBody=json.dumps(body))
 
     result = game.deliver(good + game.receive(visibility_timeout=0))
@@ -364,7 +385,7 @@ def test_a_season_redis_lost_never_overwrites_its_archive(game: Game, clock: Clo
     game.score(cid, 5)  # accepted before the reset, applied after Redis came back empty
     clock.set("2026-12-07T00:15:00Z")
     roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
-    client = redis.Redis.from_url(REDIS_URL)
+    client = game.redis
     client.delete(*client.scan_iter(match=f"{os.environ['REDIS_KEY_PREFIX']}:*"))
     game.drain()
 

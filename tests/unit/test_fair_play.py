@@ -42,7 +42,7 @@ def game(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def sprint(started_at_ms: int = MOMENT_MS) -> Action:
-    return Action.new(parse(json.dumps(GAME)).action_types["sprint"], started_at_ms)
+    return Action.new(parse(json.dumps(GAME)).action_types["sprint"], started_at_ms, "alice")
 
 
 def test_an_action_id_carries_its_type_and_start() -> None:

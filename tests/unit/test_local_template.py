@@ -19,19 +19,9 @@ from local.template import (
     load_yaml,
     merge_globals,
 )
+from tests.conftest import OPEN_ROUTES, load_event
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Routes that need no token (DESIGN.md, security baseline); every other HTTP route has the authorizer.
-OPEN_ROUTES = {
-    "POST /v1/users",
-    "POST /v1/login",
-    "POST /v1/token/refresh",
-    "GET /v1/scores",
-    "GET /v1/scores/{user_id}",
-    "GET /v1/boards",
-    "GET /v1/boards/{board}/scores",
-    "GET /v1/boards/{board}/scores/{user_id}",
-}
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:leaderboard-local-SigningKeySecret-AbCdEf"
 
 
@@ -102,6 +92,17 @@ def test_the_resolver_evaluates_parameters_conditions_mappings_and_pseudo_parame
     )
     assert resolver.resolve({"Fn::Select": [1, {"Fn::Split": [",", "x,y,z"]}]}) == "y"
     assert resolver.resolve({"Fn::Sub": "${!Literal}"}) == "${Literal}"
+
+
+def test_find_in_map_falls_back_to_its_default_value_as_language_extensions_do() -> None:
+    resolver = Resolver(load_yaml("Mappings: {Accounts: {us-east-1: {Id: '111'}}}"), {})
+
+    mapped = {"Fn::FindInMap": ["Accounts", {"Ref": "AWS::Region"}, "Id", {"DefaultValue": "none"}]}
+    unmapped = {"Fn::FindInMap": ["Accounts", "eu-south-2", "Id", {"DefaultValue": "none"}]}
+
+    assert (resolver.resolve(mapped), resolver.resolve(unmapped)) == ("111", "none")
+    with pytest.raises(TemplateError, match="no Accounts/eu-south-2/Id"):
+        resolver.resolve({"Fn::FindInMap": ["Accounts", "eu-south-2", "Id"]})
 
 
 def test_no_value_removes_the_property_or_list_item() -> None:
@@ -198,8 +199,9 @@ def test_the_extension_layer_arn_of_template_yaml_resolves_through_its_mapping(
 ) -> None:
     layers = template.resolver(identities).resolve(template.function_properties("LoginFunction")["Layers"])
 
+    # Release 1.0.103 of the extension is layer version 4 in us-east-1 (the mapping holds each region's number).
     assert layers[-1] == (
-        "arn:aws:lambda:us-east-1:177933569100:layer:AWS-Parameters-and-Secrets-Lambda-Extension-Arm64:12"
+        "arn:aws:lambda:us-east-1:177933569100:layer:AWS-Parameters-and-Secrets-Lambda-Extension-Arm64:4"
     )
 
 
@@ -250,10 +252,10 @@ def test_the_scores_queue_of_template_yaml_feeds_the_consumer_as_the_event_sourc
     source = sources["ApplyScoresFunction"]
 
     assert set(sources) == {"ApplyScoresFunction", "PublishBoardFunction", "PublishEventsFunction"}
-    assert source.event_name == "Scores"
+    assert source.event_name == "ScoresQueueMapping"  # an AWS::Lambda::EventSourceMapping, not a SAM SQS event
     assert (source.batch_size, source.batching_window_seconds) == (10, 0)
     assert source.report_batch_item_failures is True
-    assert (source.enabled, source.maximum_concurrency) == (True, None)
+    assert (source.enabled, source.maximum_concurrency) == (True, 5)  # ScoresConsumerMaxConcurrency's default
     assert source.queue.logical_id == "ScoresQueue"
     assert source.queue.url == QUEUE_URL
     assert source.queue.visibility_timeout_seconds == 60
@@ -347,6 +349,34 @@ def test_an_sqs_event_reads_enabled_scaling_and_a_redrive_policy_given_as_json_t
     assert source.queue.dead_letter_arn == "arn:dlq"
 
 
+def test_an_event_source_mapping_written_out_feeds_its_function_like_an_sqs_event(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        """
+        Resources:
+          Work: {Type: AWS::SQS::Queue}
+          Consumer: {Type: AWS::Serverless::Function, Properties: {CodeUri: code/, Handler: app.handler}}
+          WorkMapping:
+            Type: AWS::Lambda::EventSourceMapping
+            Properties:
+              FunctionName: !GetAtt Consumer.Arn
+              EventSourceArn: !GetAtt Work.Arn
+              BatchSize: 5
+              FunctionResponseTypes: [ReportBatchItemFailures]
+              ScalingConfig: {MaximumConcurrency: 3}
+          StreamMapping:
+            Type: AWS::Lambda::EventSourceMapping
+            Properties: {FunctionName: !Ref Consumer, EventSourceArn: arn:aws:kinesis:us-east-1:123456789012:stream/s}
+        """
+    )
+    template = Template(path)
+
+    (source,) = template.sqs_event_sources(identities_of(template))
+
+    assert (source.function_id, source.event_name, source.queue.logical_id) == ("Consumer", "WorkMapping", "Work")
+    assert (source.batch_size, source.report_batch_item_failures, source.maximum_concurrency) == (5, True, 3)
+
+
 @pytest.mark.parametrize(
     ("event_properties", "queue_properties", "message"),
     [
@@ -378,16 +408,20 @@ def test_the_schedules_of_template_yaml_are_the_eventbridge_rules_sam_would_crea
 ) -> None:
     rules = {rule.event_name: rule for rule in template.schedule_rules(with_queues)}
 
-    assert set(rules) == {"SafetyNet", "AfterReset"}
-    safety_net, after_reset = rules["SafetyNet"], rules["AfterReset"]
+    assert set(rules) == {"SafetyNet", "AfterReset", "RestoreIfLost"}
+    safety_net, after_reset, restore = rules["SafetyNet"], rules["AfterReset"], rules["RestoreIfLost"]
     assert safety_net.function_id == "PublishBoardFunction"
     assert safety_net.schedule == RateSchedule("rate(1 minute)", timedelta(minutes=1))
     assert after_reset.function_id == "RollOverSeasonsFunction"
     assert after_reset.schedule == RateSchedule("rate(15 minutes)", timedelta(minutes=15))
+    assert restore.function_id == "RebuildBoardFunction"
+    assert restore.schedule == RateSchedule("rate(1 minute)", timedelta(minutes=1))
     # Named as CloudFormation names SAM's rule (logical id <Function><Event>), like the sample event's.
     assert safety_net.name == "leaderboard-local-PublishBoardFunctionSafetyNet"
     assert safety_net.arn == f"arn:aws:events:us-east-1:123456789012:rule/{safety_net.name}"
-    assert all(rule.enabled and rule.input is None for rule in rules.values())
+    assert all(rule.enabled for rule in rules.values())
+    assert safety_net.input is after_reset.input is None
+    assert json.loads(str(restore.input)) == load_event("rebuild_board_if_lost")  # the sample event is the rule's
 
 
 def schedule_template(tmp_path: Path, *events: str) -> Template:
@@ -503,7 +537,7 @@ def test_the_event_api_of_template_yaml_is_read_with_its_auth_modes_namespaces_a
     api = template.event_api(identities)
 
     assert api is not None
-    assert (api.logical_id, api.name, api.api_id) == ("LiveApi", "leaderboard-local-live", api.api_id)
+    assert (api.logical_id, api.name, api.api_id) == ("LiveApi", "leaderboard-prod-live", api.api_id)  # Stage's default
     assert api.http_url == f"https://{identities['LiveApi'].attributes['Dns.Http']}/event"
     assert (api.auth_types, api.connection_auth) == (("AWS_LAMBDA", "AWS_IAM"), ("AWS_LAMBDA",))
     assert api.authorizer == EventAuthorizer("AuthorizeLiveFunction", ttl_seconds=240)

@@ -1,19 +1,18 @@
 """Pieces of the score path that need no AWS or Redis: queue messages and request bodies."""
 
 import json
-from dataclasses import asdict
 
 import pytest
 from pydantic import ValidationError
 
 from leaderboard.bodies import MAX_EXACT_INTEGER, PostScoreBody
-from leaderboard.scores import AcceptedScore, PoisonMessage, parse_message
+from leaderboard.scores import PlayerChanged, PoisonMessage
 
-ACCEPTED = AcceptedScore("a1", "u1", "Alice", 250, 1_795_795_200_000)
+CHANGE = PlayerChanged("u1", 7, (("global", "all"), ("weekly", "2026-W49")), 1_795_795_200_000)
 
 
-def test_an_accepted_score_travels_through_the_queue_unchanged() -> None:
-    assert parse_message(json.dumps(asdict(ACCEPTED))) == ACCEPTED
+def test_a_change_travels_through_the_queue_unchanged() -> None:
+    assert PlayerChanged.parse(CHANGE.message()) == CHANGE
 
 
 @pytest.mark.parametrize(
@@ -21,16 +20,20 @@ def test_an_accepted_score_travels_through_the_queue_unchanged() -> None:
     [
         "not json",
         "[]",
-        '{"not": "a score"}',
-        json.dumps({"action_id": "a1", "user_id": "u1", "display_name": "Alice", "score": "250", "accepted_at_ms": 1}),
-        json.dumps({"action_id": "a1", "user_id": "u1", "display_name": "Alice", "score": 2.5, "accepted_at_ms": 1}),
-        json.dumps({"action_id": "a1", "user_id": "u1", "display_name": "Alice", "score": True, "accepted_at_ms": 1}),
-        json.dumps({"action_id": 1, "user_id": "u1", "display_name": "Alice", "score": 2, "accepted_at_ms": 1}),
+        '{"not": "a change"}',
+        json.dumps({"user_id": "u1", "rev": "7", "seasons": [], "sent_at_ms": 1}),
+        json.dumps({"user_id": "u1", "rev": 7.5, "seasons": [], "sent_at_ms": 1}),
+        json.dumps({"user_id": "u1", "rev": True, "seasons": [], "sent_at_ms": 1}),
+        json.dumps({"user_id": 1, "rev": 7, "seasons": [], "sent_at_ms": 1}),
+        json.dumps({"user_id": "", "rev": 7, "seasons": [], "sent_at_ms": 1}),
+        json.dumps({"user_id": "u1", "rev": 7, "seasons": [3], "sent_at_ms": 1}),
+        json.dumps({"user_id": "u1", "rev": 7, "seasons": "global/all", "sent_at_ms": 1}),
+        json.dumps({"user_id": "u1", "rev": 7, "seasons": [], "sent_at_ms": None}),
     ],
 )
-def test_a_message_that_is_no_accepted_score_is_poison(body: str) -> None:
+def test_a_message_that_is_no_change_is_poison(body: str) -> None:
     with pytest.raises(PoisonMessage):
-        parse_message(body)
+        PlayerChanged.parse(body)
 
 
 @pytest.mark.parametrize("score", [1, 1000, -5, 0, MAX_EXACT_INTEGER, -MAX_EXACT_INTEGER])

@@ -2,11 +2,13 @@
 
 A started action lives on the player's item in PlayerTotalsTable, in the set of their open actions of its type
 (`open:<type>`), so starting one is one write and the set's size is the cap on open actions (`max_open`, game.py).
-Its id carries its type and the moment it started, so a score can be checked against the game's rules without a read.
-Scoring moves the action out of the set and into ActionsTable with its score (scores.py): that table is the ledger of
-scored actions. An action never scored leaves the set once it expired and the player needs the room.
+Its id carries its type, the moment it started and a tag of its player, so a score can be checked against the game's
+rules, and an action no longer open told apart from someone else's (409 or 404), without a read. Scoring moves the
+action out of the set and its score into the player's points (scores.py). An action never scored leaves the set once
+it expired and the player needs the room.
 """
 
+import hashlib
 import math
 import re
 import secrets
@@ -21,8 +23,10 @@ from leaderboard.problems import Forbidden, ServiceUnavailable, TooManyRequests
 from leaderboard.seasons import rfc3339
 from leaderboard.security_events import SecurityEvent
 
-# "<type>.<the moment it started, ms, hex>.<80 random bits>"
-_ACTION_ID = re.compile(r"^(?P<type>[a-z0-9][a-z0-9-]{0,15})\.(?P<started>[0-9a-f]{1,12})\.[0-9a-f]{20}$")
+# "<type>.<the moment it started, ms, hex>.<the player's tag, 32 bits><48 random bits>"
+_ACTION_ID = re.compile(
+    r"^(?P<type>[a-z0-9][a-z0-9-]{0,15})\.(?P<started>[0-9a-f]{1,12})\.(?P<owner>[0-9a-f]{8})[0-9a-f]{12}$"
+)
 _SERVER_PREFIX = "server/"
 # Others start actions at the same time (another device); a retry with what they wrote usually goes through.
 _CONFLICT_RETRIES = 3
@@ -73,8 +77,14 @@ class Action:
         return cls(f"{_SERVER_PREFIX}{user_id}/{server_action_id}", kind, now_ms)
 
     @classmethod
-    def new(cls, kind: ActionType, now_ms: int) -> "Action":
-        return cls(f"{kind.name}.{now_ms:x}.{secrets.token_hex(10)}", kind, now_ms)
+    def new(cls, kind: ActionType, now_ms: int, user_id: str) -> "Action":
+        return cls(f"{kind.name}.{now_ms:x}.{_owner_tag(user_id)}{secrets.token_hex(6)}", kind, now_ms)
+
+    def belongs_to(self, user_id: str) -> bool:
+        """Whether the action was started by this player, as far as its id says (not a secret: it only tells a
+        player's own scored action (409) from someone else's (404))."""
+        match = _ACTION_ID.fullmatch(self.action_id)
+        return match is not None and match["owner"] == _owner_tag(user_id)
 
     @classmethod
     def parse(cls, action_id: str) -> "Action | None":
@@ -82,6 +92,10 @@ class Action:
         match = _ACTION_ID.fullmatch(action_id)
         kind = game().action_types.get(match["type"]) if match else None
         return cls(action_id, kind, int(match["started"], 16)) if match and kind else None
+
+
+def _owner_tag(user_id: str) -> str:
+    return hashlib.sha256(user_id.encode()).hexdigest()[:8]
 
 
 def now_ms() -> int:
@@ -99,7 +113,7 @@ def start_action(user_id: str, action_type: str) -> Action:
     kind = game().action_types.get(action_type)
     if kind is None:
         raise UnknownActionType(action_type)
-    action = Action.new(kind, now_ms())
+    action = Action.new(kind, now_ms(), user_id)
     client = dynamodb()
     # Most starts find room: one blind write. A full set is read back and its expired actions dropped.
     update: dict[str, Any] = {

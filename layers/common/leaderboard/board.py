@@ -27,10 +27,19 @@ A board's audience is counted across its seasons (so a reset does not look like 
 viewers:<window>`, subscriptions to its channel per AUDIENCE_WINDOW_MS.
 A rate limit's counter (read_limits.py) is `<prefix>:{rate:<limit>:<subject>}:<window>`: a hash tag of its own, so
 counters spread over the cluster's slots and each command touches one key.
+The boards' restoration (RebuildBoard's `if_lost` schedule, see `Restoration`): `<prefix>:{restore}:restored`, the
+moment (ms) a rebuild last restored every board, which a Redis that came back empty lacks; `...:rebuilding`, the
+token of the rebuild under way.
 
 Writes are version-free: the ledger only ever moves a player up a season's ranking (points only grow; a `best`
 board's equal score counts only if reached earlier), so a write applies only if it moves the player up, and a late
 redelivery or a rebuild racing the consumer changes nothing it should not.
+
+The client: ElastiCache Serverless runs in cluster mode (no SELECT; a command or script must keep to one slot) but
+shows every slot on one endpoint, so the plain `redis.Redis` serves it; REDIS_CLUSTER=true makes it a
+`redis.RedisCluster`, for a cache of several shards (the tests run the boards through one against a local
+three-node cluster, and the plain client against a one-node cluster). RESP2, with ElastiCache IAM auth when
+REDIS_IAM_USER is set (cache_auth.py); a script the cache has lost is sent whole (`_Script`).
 """
 
 import time
@@ -42,6 +51,7 @@ from functools import cache
 from typing import Any, cast
 
 import redis
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from leaderboard.config import settings
 from leaderboard.game import BoardDefinition
@@ -325,6 +335,33 @@ if not behind and redis.call('SCARD', welcome) == 0 then return 0 end
 return redis.call('SET', publishing, ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
+BOARD_SCRIPTS = {
+    name: _HEADER + body
+    for name, body in {
+        "set_totals": _SET_TOTALS,
+        "remove": _REMOVE,
+        "lift": _LIFT,
+        "standing": _STANDING,
+        "snapshot": _SNAPSHOT,
+        "watch": _WATCH,
+        "rank_changes": _RANK_CHANGES,
+        "finish_cycle": _FINISH_CYCLE,
+        "hold": _HOLD,
+        "abandon": _ABANDON,
+        "claim": _CLAIM,
+    }.items()
+}
+
+_RESTORE_KEY_NAMES = ("restored", "rebuilding")
+# ARGV: the rebuild's token, the moment (ms) it completed ('' if it failed). Releases the lock if the rebuild still
+# holds it and, if it completed, marks the boards restored. 1 if it still held the lock (else Redis lost it meanwhile).
+END_REBUILD_SCRIPT = f"""local {", ".join(_RESTORE_KEY_NAMES)} = unpack(KEYS)
+if redis.call('GET', rebuilding) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', restored, ARGV[2]) end
+redis.call('DEL', rebuilding)
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class PlayerTotal:
@@ -402,10 +439,52 @@ class BoardUnavailable(ServiceUnavailable):
         super().__init__("The leaderboard is unavailable for a moment; try again shortly.", retry_after=1)
 
 
+RedisClient = redis.Redis | redis.RedisCluster
+# What a call to Redis raises when it could not be done (a cluster client's own errors are no RedisError).
+_REDIS_ERRORS = (redis.RedisError, RedisClusterException)
+
+
+def redis_client() -> RedisClient:
+    """The configured Redis (REDIS_URL, REDIS_CLUSTER, REDIS_IAM_USER), one client per process."""
+    return _redis(settings.redis_url, settings.redis_cluster, settings.redis_iam_user)
+
+
 @cache
-def _redis(url: str) -> "redis.Redis":
-    # One small pool per process, reused by warm invocations; short timeouts so a dead Redis fails fast.
-    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2, max_connections=4)
+def _redis(url: str, cluster: bool, iam_user: str) -> RedisClient:
+    # One small pool per process (per node for a cluster client), reused by warm invocations; short timeouts so a dead
+    # Redis fails fast. RESP2, which every ElastiCache engine speaks: redis-py 8 would open with HELLO 3, which no AWS
+    # page says ElastiCache Serverless accepts.
+    options: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 2, "max_connections": 4, "protocol": 2}
+    if iam_user:
+        from leaderboard.cache_auth import IamAuth  # deferred on purpose: see cache_auth.py
+
+        options["credential_provider"] = IamAuth(iam_user, settings.cache_name, settings.aws_region)
+    if not cluster:
+        return redis.Redis.from_url(url, **options)
+    try:
+        return redis.RedisCluster.from_url(url, **options)
+    except _REDIS_ERRORS as exc:  # a cluster client asks the nodes who owns which slot as it is made
+        raise BoardUnavailable from exc
+
+
+class _Script:
+    """A Lua script run by its SHA1 (EVALSHA; redis-py loads it again once if the cache lacks it), and sent whole
+    (EVAL: routed by key, and cached on that node) if the cache still lacks it: ElastiCache Serverless has been
+    reported to answer NOSCRIPT intermittently after SCRIPT LOAD, and a failover empties a node's script cache."""
+
+    def __init__(self, client: RedisClient, body: str) -> None:
+        self._client = client
+        self._body = body
+        self._by_sha = client.register_script(body)
+
+    def __call__(self, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
+        try:
+            try:
+                return self._by_sha(keys=keys, args=args)
+            except NoScriptError:
+                return self._client.eval(self._body, len(keys), *keys, *args)
+        except _REDIS_ERRORS as exc:
+            raise BoardUnavailable from exc
 
 
 class Board:
@@ -416,7 +495,7 @@ class Board:
         self,
         name: str,
         season: str,
-        client: "redis.Redis",
+        client: RedisClient,
         clock: Callable[[], float] = time.time,
         expires_at_ms: int | None = None,
     ) -> None:
@@ -429,20 +508,7 @@ class Board:
         self._client = client
         self._clock = clock
         self._expires_at_ms = expires_at_ms or 0
-        scripts = {
-            "set_totals": _SET_TOTALS,
-            "remove": _REMOVE,
-            "lift": _LIFT,
-            "standing": _STANDING,
-            "snapshot": _SNAPSHOT,
-            "watch": _WATCH,
-            "rank_changes": _RANK_CHANGES,
-            "finish_cycle": _FINISH_CYCLE,
-            "hold": _HOLD,
-            "abandon": _ABANDON,
-            "claim": _CLAIM,
-        }
-        self._scripts = {name: client.register_script(_HEADER + body) for name, body in scripts.items()}
+        self._scripts = {name: _Script(client, body) for name, body in BOARD_SCRIPTS.items()}
 
     @property
     def keys(self) -> dict[str, str]:
@@ -491,7 +557,7 @@ class Board:
         """Up to `limit` players from rank `offset + 1` on, in rank order."""
         try:
             entries = self._client.zrevrange(self.keys["ranking"], offset, offset + limit - 1, withscores=True)
-        except redis.RedisError as exc:
+        except _REDIS_ERRORS as exc:
             raise BoardUnavailable from exc
         return _standings(cast(list[tuple[bytes, float]], entries), first_rank=offset + 1)
 
@@ -499,7 +565,7 @@ class Board:
         """How many players the season's ranking holds."""
         try:
             return int(self._client.zcard(self.keys["ranking"]))
-        except redis.RedisError as exc:
+        except _REDIS_ERRORS as exc:
             raise BoardUnavailable from exc
 
     def top(self, count: int = TOP) -> list[Standing]:
@@ -532,7 +598,7 @@ class Board:
         now_ms = self._now_ms()
         try:
             now_count, before_count = self._client.mget(self.audience_keys(now_ms))
-        except redis.RedisError as exc:
+        except _REDIS_ERRORS as exc:
             raise BoardUnavailable from exc
         covered = 1 - (now_ms % AUDIENCE_WINDOW_MS) / AUDIENCE_WINDOW_MS
         return int(now_count or 0) + int(before_count or 0) * covered
@@ -545,7 +611,7 @@ class Board:
             pipeline.incr(key)
             pipeline.pexpire(key, 2 * AUDIENCE_WINDOW_MS)
             pipeline.execute()
-        except redis.RedisError as exc:
+        except _REDIS_ERRORS as exc:
             raise BoardUnavailable from exc
 
     def watch(self, user_id: str) -> str | None:
@@ -612,10 +678,7 @@ class Board:
         return f"{self._audience_tag}:viewers:{window}", f"{self._audience_tag}:viewers:{window - 1}"
 
     def _call(self, script: str, args: Sequence[str | bytes | int], players: Sequence[str] = ()) -> Any:
-        try:
-            return self._scripts[script](keys=[*self._keys, *players], args=[self._expires_at_ms, *args])
-        except redis.RedisError as exc:
-            raise BoardUnavailable from exc
+        return self._scripts[script]([*self._keys, *players], [self._expires_at_ms, *args])
 
 
 def _pairs(entries: list[bytes]) -> list[tuple[bytes, float]]:
@@ -632,14 +695,14 @@ def _standings(entries: list[tuple[bytes, float]], first_rank: int) -> list[Stan
 
 
 def open_board(definition: BoardDefinition, season: Season) -> Board:
-    """The season of the board on the configured Redis (REDIS_URL), its keys expiring when the season stops being
+    """The season of the board on the configured Redis (`redis_client`), its keys expiring when the season stops being
     readable."""
-    return _open_board(definition, season, settings.redis_url, settings.redis_key_prefix)
+    return _open_board(definition, season, redis_client(), settings.redis_key_prefix)
 
 
 @cache
-def _open_board(definition: BoardDefinition, season: Season, url: str, prefix: str) -> Board:
-    return Board(definition.id, season.name, _redis(url), expires_at_ms=definition.expires_at_ms(season))
+def _open_board(definition: BoardDefinition, season: Season, client: RedisClient, prefix: str) -> Board:
+    return Board(definition.id, season.name, client, expires_at_ms=definition.expires_at_ms(season))
 
 
 def count_in_window(limit: str, subject: str, window: int, expires_at_ms: int) -> int:
@@ -647,11 +710,51 @@ def count_in_window(limit: str, subject: str, window: int, expires_at_ms: int) -
     `window`, and return the window's count so far; the counter expires at `expires_at_ms`. One round trip (INCR and
     PEXPIREAT, pipelined)."""
     key = f"{settings.redis_key_prefix}:{{rate:{limit}:{subject}}}:{window}"
-    pipeline = _redis(settings.redis_url).pipeline(transaction=False)
+    pipeline = redis_client().pipeline(transaction=False)
     pipeline.incr(key)
     pipeline.pexpireat(key, expires_at_ms)  # absolute: setting it again at every count moves nothing
     try:
         count, _ = pipeline.execute()
-    except redis.RedisError as exc:
+    except _REDIS_ERRORS as exc:
         raise BoardUnavailable from exc
     return int(count)
+
+
+class Restoration:
+    """Whether the boards hold what the ledger held when a rebuild last restored them all (a Redis that came back
+    empty, or a new one, says no), and the lock that keeps two automatic rebuilds from running at once."""
+
+    def __init__(self, client: RedisClient) -> None:
+        tag = f"{settings.redis_key_prefix}:{{restore}}"
+        self.keys = {name: f"{tag}:{name}" for name in _RESTORE_KEY_NAMES}
+        self._client = client
+        self._end = _Script(client, END_REBUILD_SCRIPT)
+
+    def needed(self) -> bool:
+        """No rebuild restored the boards since Redis last started empty."""
+        try:
+            return not self._client.exists(self.keys["restored"])
+        except _REDIS_ERRORS as exc:
+            raise BoardUnavailable from exc
+
+    def begin(self, hold_ms: int) -> str | None:
+        """The lock for a rebuild about to start, held for `hold_ms` (as long as the rebuild can run, so that one
+        which dies frees it when it would have ended); None if another rebuild holds it."""
+        token = uuid.uuid4().hex
+        try:
+            taken = self._client.set(self.keys["rebuilding"], token, nx=True, px=hold_ms)
+        except _REDIS_ERRORS as exc:
+            raise BoardUnavailable from exc
+        return token if taken else None
+
+    def end(self, token: str, restored_at_ms: int | None) -> bool:
+        """Release the rebuild's lock and, if it completed (at `restored_at_ms`), mark the boards restored. False if
+        the lock was gone: Redis lost it during the rebuild (it restarted empty again, and took what the rebuild had
+        written before with it), so nothing is marked and the next run rebuilds again."""
+        done = "" if restored_at_ms is None else str(restored_at_ms)
+        return bool(int(self._end(list(self.keys.values()), [token, done])))
+
+
+def restoration() -> Restoration:
+    """The boards' restoration on the configured Redis."""
+    return Restoration(redis_client())

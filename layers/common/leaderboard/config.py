@@ -78,6 +78,25 @@ class Settings:
         return _require("REDIS_URL")
 
     @property
+    def redis_cluster(self) -> bool:
+        # "true": a cluster-aware client (a node-based cluster-mode cache; the tests' local cluster). ElastiCache
+        # Serverless needs none: it shows every slot on one endpoint (see board.py).
+        value = os.environ.get("REDIS_CLUSTER", "").lower()
+        if value not in ("", "false", "true"):
+            raise ConfigurationError(f"environment variable REDIS_CLUSTER must be true or false, not {value!r}")
+        return value == "true"
+
+    @property
+    def redis_iam_user(self) -> str:
+        # The ElastiCache user that connects with IAM auth; empty (a local Redis): no auth.
+        return os.environ.get("REDIS_IAM_USER", "")
+
+    @property
+    def cache_name(self) -> str:
+        # The ElastiCache serverless cache an IAM auth token is signed for.
+        return _require("CACHE_NAME")
+
+    @property
     def game(self) -> str:
         # The game's action types and boards, one JSON document (leaderboard/game.py reads it).
         return _require("GAME")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from leaderboard import live, scores
+from leaderboard import board_sync, live, scores
 from leaderboard.actions import now_ms
 from leaderboard.aws import dynamodb
 from leaderboard.board import PlayerTotal, open_board
@@ -124,7 +124,7 @@ def unban(operator: str, user_id: str, reason: str) -> Decision:
         if key in ledger.seasons:
             total, reached_at_ms = ledger.seasons[key]
             points[key] = [PlayerTotal(user_id, ledger.display_name, total, reached_at_ms)]
-    scores.update_boards(points, now_ms())
+    board_sync.update_boards(points, now_ms())
     return decision
 
 

@@ -1,72 +1,73 @@
-"""Scores: accepted by the API, applied exactly once by the consumer, kept in DynamoDB, shown on the boards.
+"""Scores: accepted by the API into the player's ledger, exactly once; the boards follow (board_sync.py).
 
-The ledger is one item per player (PlayerTotalsTable): what they have accepted (`accepted_total`, and `pending`, the
-actions accepted and not applied yet) and their points on every board and season still readable (`seasons`, e.g.
-`weekly/2026-W49` -> [points, the moment they were reached]). However many boards a score feeds, it writes that one
-item: DynamoDB bills a write per item (two in a transaction), so adding boards adds no writes while the item stays
-under 1 KB.
+The ledger is one item per player (PlayerTotalsTable): their open actions (actions.py), their points on every board
+and season still readable (`seasons`, e.g. `weekly/2026-W49` -> [points, the moment they were reached]), this hour's
+counters for the fair-play limits, and `rev`, raised by every change. However many boards a score feeds, it writes
+that one item: DynamoDB bills a write per item, so adding boards adds no writes while the item stays under 1 KB.
 
-Accepting (POST /v1/scores) is one transaction: the action records its score and the moment it was accepted, on the
-conditions of the contract (the caller's, unscored, unexpired, in range), and the player's item records it as pending,
-on condition that the total stays under MAX_TOTAL. Only then is the score sent to SQS and 202 returned.
+Accepting (POST /v1/scores) reads the player's item, checks the score against it (the action is theirs and open,
+unexpired, in range, within this hour's limits), and writes it in one conditional write: the action leaves the open
+set and the score is added to every board it feeds, in the season in which it is accepted, on condition that nobody
+changed the item since it was read (`rev`). That write is the exactly-once: an action leaves the set once.
 
-Applying (the consumer) reads the batch's players and actions in one request, then per player one conditional write:
-every pending score of the batch is added to every board it feeds, in the season in which it was accepted, and leaves
-`pending`, on condition that nobody changed the player meanwhile (`rev`). A redelivered score is no longer pending and
-changes nothing. The players' points are then written to the boards in Redis, which keep a write only if it moves the
-player up: a crash between the two writes, a duplicate, or a rebuild racing the consumer all converge to the ledger.
+Before that write, a message goes to SQS: "this player's item reaches `rev` on these seasons". The consumer waits for
+the item to get there and writes the player's points, as the ledger holds them, to the boards in Redis. Sending
+first means no crash can leave a score in the ledger that the boards never hear of; a message whose write never
+happened (its request died, or a conflict sent it again) is dropped once it is older than any write could be.
+
+With an `Idempotency-Key` (and for a game server's score, whose id is its own) a receipt is written in the same
+transaction, so that a repeat of the request is answered as the first one was.
 """
 
+import hashlib
 import json
 import math
 import re
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
-
-from leaderboard import actions, live
+from leaderboard import actions
 from leaderboard.actions import Action, open_actions_attribute
 from leaderboard.aws import dynamodb, sqs
-from leaderboard.board import Board, PlayerTotal, open_board
 from leaderboard.config import settings
-from leaderboard.game import ActionType, BoardDefinition, game
+from leaderboard.game import ActionType, game
 from leaderboard.identity import Identity
 from leaderboard.problems import (
     Conflict,
     Forbidden,
+    InvalidRequest,
     NotFound,
     Problem,
     ServiceUnavailable,
     TooManyRequests,
     UnprocessableContent,
 )
-from leaderboard.seasons import Season
 from leaderboard.security_events import SecurityEvent
-
-logger = Logger(child=True)
 
 # The largest total a player can hold. Redis keeps scores as doubles, exact up to 2^53 (about 9.007e15).
 MAX_TOTAL = 10**15
-# An accepted score still unapplied after this long was never queued: its request died between the transaction and
-# SendMessage (three times PostScoreFunction's timeout). A retry then queues it again instead of answering 409.
-STRANDED_AFTER_MS = 30_000
-# Concurrent writes to the same items are refused (a cancelled transaction, a failed `rev` condition); a retry with
-# fresh reads usually goes through.
+# A message older than this whose write is not in the ledger never will be: its request ended long ago (three times
+# PostScoreFunction's timeout).
+UNWRITTEN_AFTER_MS = 30_000
+# How long an Idempotency-Key's first answer is kept (the contract: at least 24 hours).
+IDEMPOTENCY_SECONDS = 24 * 3600
+MAX_IDEMPOTENCY_KEY = 255
+# Others change the same item at once (a score from another device, a moderator); a retry on a fresh read goes through.
 _CONFLICT_RETRIES = 3
+_NOT_YET = "The score could not be recorded yet; try again."
+
+# A season of a board: ("weekly", "2026-W49").
+SeasonKey = tuple[str, str]
 
 
 @dataclass(frozen=True)
 class AcceptedScore:
-    """A score the API accepted: what travels through the queue."""
+    """A score the API accepted: its answer."""
 
     action_id: str
     user_id: str
-    display_name: str
     score: int
     accepted_at_ms: int
 
@@ -78,27 +79,101 @@ class PoisonMessage(Exception):
     """A message that can never be applied; it goes to the dead-letter queue after its last receive."""
 
 
+@dataclass(frozen=True)
+class PlayerChanged:
+    """What travels through the queue: the player's item reaches `rev`, and these seasons of theirs changed."""
+
+    user_id: str
+    rev: int
+    seasons: tuple[SeasonKey, ...]
+    sent_at_ms: int
+
+    def message(self) -> str:
+        seasons = [f"{board_id}/{season}" for board_id, season in self.seasons]
+        return json.dumps({"user_id": self.user_id, "rev": self.rev, "seasons": seasons, "sent_at_ms": self.sent_at_ms})
+
+    @classmethod
+    def parse(cls, body: str) -> "PlayerChanged":
+        """The change a queue message carries; PoisonMessage if it carries none."""
+        try:
+            fields = json.loads(body)
+            if not isinstance(fields["seasons"], list):
+                raise TypeError("seasons is not a list")
+            seasons = tuple(map(_season_key, fields["seasons"]))
+            change = cls(fields["user_id"], fields["rev"], seasons, fields["sent_at_ms"])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise PoisonMessage("not a player's change") from exc
+        if not (isinstance(change.user_id, str) and change.user_id):
+            raise PoisonMessage("not a player's change")
+        if not all(type(value) is int for value in (change.rev, change.sent_at_ms)):
+            raise PoisonMessage("not a player's change")
+        return change
+
+
+def _season_key(key: str) -> SeasonKey:
+    board_id, _, season = key.partition("/")
+    return board_id, season
+
+
 # --- accepting -----------------------------------------------------------------------------------------------------
 
 
-def accept(caller: Identity, user_id: str, action_id: str, score: int) -> AcceptedScore:
-    """Durably record `score` for the caller's open action, within the game's fair-play limits, then queue it."""
+@dataclass(frozen=True)
+class Receipt:
+    """A record written with the score, in one transaction, so that a repeat of the request is answered as the first
+    one was: a game server's action (kept for good), or a player's Idempotency-Key (kept 24 hours)."""
+
+    table: str
+    key_attribute: str
+    item: dict[str, Any]
+    answer: Callable[[dict[str, Any]], AcceptedScore]  # the answer to a repeat, from the receipt found (or a Problem)
+    expires: bool = False  # an `expiration` (DynamoDB's TTL) past which the receipt no longer counts
+
+    @property
+    def key(self) -> dict[str, Any]:
+        return {self.key_attribute: self.item[self.key_attribute]}
+
+    def put(self, now_ms: int) -> dict[str, Any]:
+        """The receipt's Put, on condition that there is none yet (or only an expired one TTL has not deleted)."""
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": self.item,
+            "ConditionExpression": f"attribute_not_exists({self.key_attribute})",
+        }
+        if self.expires:
+            put["ConditionExpression"] += " OR expiration < :now"
+            put["ExpressionAttributeValues"] = {":now": {"N": str(now_ms // 1000)}}
+        return put
+
+    def is_live(self, found: dict[str, Any], now_ms: int) -> bool:
+        return not self.expires or int(found["expiration"]["N"]) > now_ms // 1000
+
+
+# Decides a score on the player's item as read: raises the contract's problem, or returns the change it makes (what the
+# queue is told) and the write that makes it.
+type Decision = Callable[[dict[str, Any] | None], tuple[PlayerChanged, dict[str, Any]]]
+
+
+def accept(
+    caller: Identity, user_id: str, action_id: str, score: int, idempotency_key: str | None = None
+) -> AcceptedScore:
+    """Record `score` for the caller's open action, within the game's fair-play limits, exactly once."""
     if user_id != caller.user_id:
         raise Forbidden("Scores can only be posted for yourself.")
-    now_ms = actions.now_ms()
+    receipt = None
+    if idempotency_key is not None:
+        receipt = _idempotency_receipt(caller.user_id, idempotency_key, action_id, score)
     action = Action.parse(action_id)
-    if action is None:
+    if action is None and receipt is None:  # with a key, its first answer (or its 422) comes first
         raise NotFound("You have no such action.")
-    accepted = AcceptedScore(action_id, user_id, caller.display_name, score, now_ms)
-    refusal = _refusal(action, score, now_ms)
-    if refusal:
-        return _first_refusal(accepted, action, refusal)
-    return _record(
-        accepted,
-        action,
-        [_ledger_entry(accepted, action), _player_acceptance(accepted, action)],
-        repeat_accepted=False,
-    )
+    accepted = AcceptedScore(action_id, user_id, score, actions.now_ms())
+
+    def decide(item: dict[str, Any] | None) -> tuple[PlayerChanged, dict[str, Any]]:
+        if action is None:
+            raise NotFound("You have no such action.")
+        return _players_own(item, accepted, action, caller.display_name)
+
+    return _accept(accepted, decide, receipt)
 
 
 def accept_from_server(user_id: str, action_type: str, server_action_id: str, score: int) -> AcceptedScore:
@@ -112,16 +187,80 @@ def accept_from_server(user_id: str, action_type: str, server_action_id: str, sc
         raise UnprocessableContent(f"The score must be a whole number from 1 to {kind.max_score}.")
     now_ms = actions.now_ms()
     action = Action.of_server(user_id, server_action_id, kind, now_ms)
-    accepted = AcceptedScore(action.action_id, user_id, "", score, now_ms)  # the player's item holds their name
-    transaction = [
-        _ledger_entry(accepted, action),
-        {"Update": _player_update(accepted, conditions=["attribute_exists(display_name)"])},  # a registered player
-    ]
-    return _record(accepted, action, transaction, repeat_accepted=True)
+    accepted = AcceptedScore(action.action_id, user_id, score, now_ms)
+
+    def decide(item: dict[str, Any] | None) -> tuple[PlayerChanged, dict[str, Any]]:
+        if item is None or "display_name" not in item:
+            raise NotFound("There is no such player.")
+        return _record(item, accepted, action, display_name=None)
+
+    return _accept(accepted, decide, _server_receipt(accepted, action))
+
+
+def _accept(accepted: AcceptedScore, decide: Decision, receipt: Receipt | None) -> AcceptedScore:
+    """Read the player's item (and the receipt, if any), decide, announce the change on the queue, write it; again on
+    a fresh read if somebody changed the item meanwhile."""
+    from botocore.exceptions import BotoCoreError, ClientError  # loaded with the client by now; not at import
+
+    wrote = False
+    try:
+        for _ in range(_CONFLICT_RETRIES):
+            item, found = _read(accepted.user_id, receipt)
+            if receipt is not None and found is not None:
+                return receipt.answer(found)
+            if wrote and _last_score(item) == _last_score_of(accepted):
+                return accepted  # an earlier attempt's write went through; only its answer was lost
+            change, update = decide(item)
+            _announce(change)
+            wrote = True
+            if _write(update, receipt):
+                return accepted
+    except (BotoCoreError, ClientError) as exc:  # throttled or unreachable, after botocore's own retries
+        raise ServiceUnavailable(_NOT_YET, retry_after=1) from exc
+    raise ServiceUnavailable(_NOT_YET, retry_after=1)  # others kept changing the player's item
+
+
+def _players_own(
+    item: dict[str, Any] | None, accepted: AcceptedScore, action: Action, display_name: str
+) -> tuple[PlayerChanged, dict[str, Any]]:
+    """A player's own score: the contract's refusals, in its order, then the write that moves the action out of their
+    open set and counts it on this hour's limits."""
+    item = item or {}
+    if "banned_at" in item:
+        raise Forbidden("This player is banned.", security_event=SecurityEvent.BANNED_PLAYER_REFUSED)
+    if accepted.action_id not in item.get(open_actions_attribute(action.type), {}).get("SS", []):
+        if not action.belongs_to(accepted.user_id):
+            raise NotFound("You have no such action.")
+        if action.expires_at_ms <= accepted.accepted_at_ms:
+            raise Conflict("This action has expired.")
+        raise Conflict("This action already has a score.")
+    refusal = _refusal(action, accepted.score, accepted.accepted_at_ms)
+    if refusal:
+        raise refusal
+    names = {"#open": open_actions_attribute(action.type)}
+    values: dict[str, Any] = {":action": {"SS": [accepted.action_id]}, ":id": {"S": accepted.action_id}}
+    counters = []
+    for index, limit in enumerate(hourly_limits(action.kind, accepted.score, accepted.accepted_at_ms)):
+        count = int(item.get(limit.attribute, {}).get("N", 0)) + limit.amount
+        if count > limit.cap:
+            raise TooManyRequests(
+                f"This score would pass this hour's limit of {limit.cap} {limit.counts} for {action.type}.",
+                retry_after=max(1, math.ceil((_HOUR_MS - accepted.accepted_at_ms % _HOUR_MS) / 1000)),
+                security_event=SecurityEvent.FARMING_REFUSED,
+            )
+        names[f"#h{index}"] = limit.attribute
+        values[f":h{index}"] = {"N": str(count)}
+        counters.append(f"#h{index} = :h{index}")
+    change, update = _record(item, accepted, action, display_name or None)
+    update["UpdateExpression"] = _with_sets(update["UpdateExpression"], counters) + " DELETE #open :action"
+    update["ConditionExpression"] += " AND contains(#open, :id)"
+    update["ExpressionAttributeNames"] = update.get("ExpressionAttributeNames", {}) | names
+    update["ExpressionAttributeValues"] |= values
+    return change, update
 
 
 def _refusal(action: Action, score: int, now_ms: int) -> Problem | None:
-    """What is wrong with scoring this action now, as far as the action itself says."""
+    """What is wrong with scoring this open action now, as far as the action itself says."""
     if action.expires_at_ms <= now_ms:
         return Conflict("This action has expired.")
     if not 1 <= score <= action.kind.max_score:
@@ -135,378 +274,147 @@ def _refusal(action: Action, score: int, now_ms: int) -> Problem | None:
     return None
 
 
-def _first_refusal(accepted: AcceptedScore, action: Action, refusal: Problem) -> AcceptedScore:
-    """The contract's answer when the action itself refuses the score: whose action it is, and whether it was scored,
-    come first (404, 409; or, for the same score whose request died before it was queued, the score)."""
-    item = player_item(accepted.user_id) or {}
-    if "banned_at" in item:
-        raise Forbidden("This player is banned.", security_event=SecurityEvent.BANNED_PLAYER_REFUSED)
-    if accepted.action_id in item.get(open_actions_attribute(action.type), {}).get("SS", []):
-        raise refusal
-    scored = _action(accepted.action_id)
-    if scored is None:
-        raise NotFound("You have no such action.")
-    return _accepted_before(scored, accepted, repeat_accepted=False)
-
-
-def _record(accepted: AcceptedScore, action: Action, transaction: list[Any], repeat_accepted: bool) -> AcceptedScore:
-    """Run the acceptance (the ledger entry, then the player's item) and queue the score. A cancelled one is answered
-    with the contract's problem; with the score itself when the same score was accepted before and either waits to be
-    queued (its request died) or `repeat_accepted`."""
-    client = dynamodb()
-    # One token for every attempt: if DynamoDB applied it but the answer was lost, botocore's retry is a no-op.
-    token = uuid.uuid4().hex
-    for attempt in range(_CONFLICT_RETRIES):
-        try:
-            client.transact_write_items(TransactItems=transaction, ClientRequestToken=token)
-            break
-        except client.exceptions.TransactionCanceledException as exc:
-            codes, items = _cancellation(exc.response)
-            if codes[0] == "ConditionalCheckFailed":
-                return _accepted_before(items[0] or {}, accepted, repeat_accepted)
-            if codes[1] == "ConditionalCheckFailed":
-                raise _player_refusal(items[1] or {}, accepted, action) from None
-            if attempt + 1 == _CONFLICT_RETRIES:  # the same items kept being written by others
-                raise ServiceUnavailable("The score could not be recorded yet; try again.", retry_after=1) from None
-    _enqueue(accepted, action)
-    return accepted
-
-
-def _ledger_entry(accepted: AcceptedScore, action: Action) -> dict[str, Any]:
-    """The scored action, in ActionsTable for good: what the consumer checks a message against."""
-    item: dict[str, Any] = {
-        "action_id": {"S": accepted.action_id},
-        "user_id": {"S": accepted.user_id},
-        "type": {"S": action.type},
-        "score": {"N": str(accepted.score)},
-        "started_at": {"N": str(action.started_at_ms)},
-        "accepted_at": {"N": str(accepted.accepted_at_ms)},
-    }
-    if action.by_server:
-        item["by_server"] = {"BOOL": True}
-    return {
-        "Put": {
-            "TableName": settings.actions_table,
-            "Item": item,
-            "ConditionExpression": "attribute_not_exists(action_id)",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-    }
-
-
-def _player_acceptance(accepted: AcceptedScore, action: Action) -> dict[str, Any]:
-    """The player's item, for their own score: the action leaves their open actions, and this hour's scores and
-    points of its type stay within the game's limits."""
-    names = {"#open": open_actions_attribute(action.type)}
-    values: dict[str, Any] = {":id": {"S": accepted.action_id}}
-    counts, conditions = [], ["contains(#open, :id)"]
-    for index, limit in enumerate(hourly_limits(action.kind, accepted.score, accepted.accepted_at_ms)):
-        names[f"#h{index}"] = limit.attribute
-        values |= {f":h{index}": {"N": str(limit.amount)}, f":h{index}_room": {"N": str(limit.cap - limit.amount)}}
-        counts.append(f"#h{index} = if_not_exists(#h{index}, :zero) + :h{index}")
-        conditions.append(f"(attribute_not_exists(#h{index}) OR #h{index} <= :h{index}_room)")
-    if counts:
-        values[":zero"] = {"N": "0"}
-    update = _player_update(accepted, "DELETE #open :action" + (f" SET {', '.join(counts)}" if counts else ""))
-    update["ConditionExpression"] = " AND ".join([*conditions, update["ConditionExpression"]])
-    update["ExpressionAttributeNames"] = names
-    update["ExpressionAttributeValues"] |= values
-    return {"Update": update}
-
-
-def _player_update(accepted: AcceptedScore, also: str = "", conditions: Iterable[str] = ()) -> dict[str, Any]:
-    """The player's accepted total (applied or still queued) stays within MAX_TOTAL; the score waits in `pending`
-    until the consumer applies it; a banned player's scores are refused."""
-    return {
-        "TableName": settings.player_totals_table,
-        "Key": {"user_id": {"S": accepted.user_id}},
-        "UpdateExpression": f"ADD accepted_total :score, pending :action {also}".rstrip(),
-        "ConditionExpression": " AND ".join(
-            [
-                *conditions,
-                "attribute_not_exists(banned_at)",
-                "(attribute_not_exists(accepted_total) OR accepted_total <= :room)",
-            ]
-        ),
-        "ExpressionAttributeValues": {
-            ":score": {"N": str(accepted.score)},
-            ":action": {"SS": [accepted.action_id]},
-            ":room": {"N": str(MAX_TOTAL - accepted.score)},
-        },
-        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-    }
-
-
-@dataclass(frozen=True)
-class HourlyLimit:
-    """One of a player's counters of the clock hour (an attribute of their item; the consumer removes past ones)."""
-
-    attribute: str
-    cap: int
-    amount: int  # what one score adds to it
-    counts: str  # "scores" or "points"
-
-
-_HOUR_MS = 3_600_000
-_HOURLY_COUNTER = re.compile(r"^[np]:[a-z0-9-]+:(?P<hour>[0-9]+)$")
-
-
-def hourly_limits(kind: ActionType, score: int, moment_ms: int) -> list[HourlyLimit]:
-    """The hourly limits a player's score of this type counts against at `moment_ms`."""
-    hour = moment_ms // _HOUR_MS
-    limits = []
-    if kind.max_scores_per_hour is not None:
-        limits.append(HourlyLimit(f"n:{kind.name}:{hour}", kind.max_scores_per_hour, 1, "scores"))
-    if kind.max_points_per_hour is not None:
-        limits.append(HourlyLimit(f"p:{kind.name}:{hour}", kind.max_points_per_hour, score, "points"))
-    return limits
-
-
-def _past_counters(item: dict[str, Any], now_ms: int) -> list[str]:
-    """The player's hourly counters of hours before the last one (clocks of two Lambdas may differ a little)."""
-    current = now_ms // _HOUR_MS
-    return [name for name in item if (found := _HOURLY_COUNTER.match(name)) and int(found["hour"]) < current - 1]
-
-
-def _player_refusal(item: dict[str, Any], accepted: AcceptedScore, action: Action) -> Problem:
-    """Why the player's item refused the score (first applicable wins)."""
-    if "banned_at" in item:
-        return Forbidden("This player is banned.", security_event=SecurityEvent.BANNED_PLAYER_REFUSED)
-    if action.by_server:  # the players' own limits are not the servers'
-        if "display_name" not in item:
-            return NotFound("There is no such player.")
-        return UnprocessableContent(f"This score would take the player's total past {MAX_TOTAL}.")
-    if accepted.action_id not in item.get(open_actions_attribute(action.type), {}).get("SS", []):
-        return NotFound("You have no such action.")
-    for limit in hourly_limits(action.kind, accepted.score, accepted.accepted_at_ms):
-        if int(item.get(limit.attribute, {}).get("N", 0)) > limit.cap - limit.amount:
-            return TooManyRequests(
-                f"This score would pass this hour's limit of {limit.cap} {limit.counts} for {action.type}.",
-                retry_after=max(1, math.ceil((_HOUR_MS - accepted.accepted_at_ms % _HOUR_MS) / 1000)),
-                security_event=SecurityEvent.FARMING_REFUSED,
-            )
-    return UnprocessableContent(f"This score would take your total past {MAX_TOTAL}.")
-
-
-def _accepted_before(record: dict[str, Any], accepted: AcceptedScore, repeat_accepted: bool) -> AcceptedScore:
-    """The answer for an action already in the ledger: the same player's same score, if it waits to be queued (its
-    request died between the acceptance and SendMessage: queued now) or `repeat_accepted`; else 404 or 409."""
-    if record.get("user_id", {}).get("S") != accepted.user_id:
-        raise NotFound("You have no such action.")
-    if record["score"]["N"] == str(accepted.score):
-        before = AcceptedScore(
-            accepted.action_id, accepted.user_id, accepted.display_name, accepted.score, int(record["accepted_at"]["N"])
-        )
-        if accepted.accepted_at_ms - before.accepted_at_ms >= STRANDED_AFTER_MS and _is_pending(before):
-            _send(before)  # the consumer applies it once, even if the first send did happen
-            return before
-        if repeat_accepted:
-            return before
-    raise Conflict("This action already has a score.")
-
-
-def _is_pending(accepted: AcceptedScore) -> bool:
-    item = player_item(accepted.user_id)
-    return item is not None and accepted.action_id in item.get("pending", {}).get("SS", [])
-
-
-def _action(action_id: str) -> dict[str, Any] | None:
-    response = dynamodb().get_item(
-        TableName=settings.actions_table, Key={"action_id": {"S": action_id}}, ConsistentRead=True
+def _record(
+    item: dict[str, Any], accepted: AcceptedScore, action: Action, display_name: str | None
+) -> tuple[PlayerChanged, dict[str, Any]]:
+    """The change the score makes to the player's ledger (within MAX_TOTAL), and its write: on condition that the item
+    is as read; it names the score it writes (so a retry whose answer was lost can tell)."""
+    total = int(item.get("accepted_total", {}).get("N", 0)) + accepted.score
+    if total > MAX_TOTAL:
+        whose = "the player's" if action.by_server else "your"
+        raise UnprocessableContent(f"This score would take {whose} total past {MAX_TOTAL}.")
+    ledger = PlayerLedger.of(item, accepted.accepted_at_ms)
+    ledger.forget_unreadable(accepted.accepted_at_ms)
+    seasons = tuple(ledger.add(accepted, action))
+    if display_name:  # a player's own score carries the name in their token; a server's, none (the item's stays)
+        ledger.display_name = display_name
+    update = ledger_update(accepted.user_id, ledger)
+    update["UpdateExpression"] = _with_sets(
+        update["UpdateExpression"], ["accepted_total = :total", "last_score = :last"]
     )
-    return response.get("Item")
+    update["ExpressionAttributeValues"] |= {
+        ":total": {"N": str(total)},
+        ":last": {"S": _last_score_of(accepted)},
+    }
+    return PlayerChanged(accepted.user_id, ledger.rev + 1, seasons, accepted.accepted_at_ms), update
 
 
-def _send(accepted: AcceptedScore) -> None:
-    sqs().send_message(QueueUrl=settings.scores_queue_url, MessageBody=json.dumps(asdict(accepted)))
+def _with_sets(expression: str, sets: list[str]) -> str:
+    """`expression` (which starts with a SET clause) with more assignments in it."""
+    if not sets:
+        return expression
+    head, _, rest = expression.partition(" REMOVE ")
+    return f"{head}, {', '.join(sets)}" + (f" REMOVE {rest}" if rest else "")
 
 
-def _enqueue(accepted: AcceptedScore, action: Action) -> None:
-    """Send the accepted score to the consumer; if SQS fails, take the acceptance back so the client can retry."""
+def _last_score_of(accepted: AcceptedScore) -> str:
+    return f"{accepted.action_id} {accepted.score}"
+
+
+def _last_score(item: dict[str, Any] | None) -> str:
+    return str((item or {}).get("last_score", {}).get("S", ""))
+
+
+def _read(user_id: str, receipt: Receipt | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The player's item, and the receipt if there is one to look for (one request either way), strongly consistent:
+    the score is decided on them."""
+    if receipt is None:
+        return player_item(user_id), None
+    table = receipt.table
+    request: Any = {
+        settings.player_totals_table: {"Keys": [{"user_id": {"S": user_id}}], "ConsistentRead": True},
+        table: {"Keys": [receipt.key], "ConsistentRead": True},
+    }
+    found: dict[str, list[dict[str, Any]]] = {}
+    while request:
+        response = dynamodb().batch_get_item(RequestItems=request)
+        for name, items in response["Responses"].items():
+            found.setdefault(name, []).extend(items)
+        request = response.get("UnprocessedKeys") or None
+    players, receipts = found.get(settings.player_totals_table, []), found.get(table, [])
+    live = [found for found in receipts if receipt.is_live(found, actions.now_ms())]
+    return (players[0] if players else None), (live[0] if live else None)
+
+
+def _announce(change: PlayerChanged) -> None:
+    """Queue the change before writing it; if SQS fails, nothing is written and the client may retry."""
     try:
-        _send(accepted)
+        sqs().send_message(QueueUrl=settings.scores_queue_url, MessageBody=change.message())
     except Exception as exc:
-        if _take_back(accepted, action):
-            raise ServiceUnavailable("The score could not be queued; nothing was recorded. Try again.") from exc
-        # The send did go through and the consumer already applied it: the score is accepted after all.
+        raise ServiceUnavailable("The score could not be queued; nothing was recorded. Try again.") from exc
 
 
-def _take_back(accepted: AcceptedScore, action: Action) -> bool:
-    """Undo an acceptance that was never queued (the action open again, the hour's counts as they were); False if
-    the consumer applied it meanwhile (it was queued)."""
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {
-        ":minus": {"N": str(-accepted.score)},
-        ":action": {"SS": [accepted.action_id]},
-        ":id": {"S": accepted.action_id},
-    }
-    update = "ADD accepted_total :minus"
-    if not action.by_server:
-        names["#open"] = open_actions_attribute(action.type)
-        update += ", #open :action"
-        limits = hourly_limits(action.kind, accepted.score, accepted.accepted_at_ms)
-        for index, limit in enumerate(limits):
-            names[f"#h{index}"] = limit.attribute
-            values[f":h{index}"] = {"N": str(limit.amount)}
-        if limits:
-            values[":zero"] = {"N": "0"}
-            update += " SET " + ", ".join(
-                f"#h{index} = if_not_exists(#h{index}, :zero) - :h{index}" for index in range(len(limits))
-            )
-    player: Any = {
-        "TableName": settings.player_totals_table,
-        "Key": {"user_id": {"S": accepted.user_id}},
-        "UpdateExpression": f"{update} DELETE pending :action",
-        "ConditionExpression": "contains(pending, :id)",
-        "ExpressionAttributeValues": values,
-    }
-    if names:
-        player["ExpressionAttributeNames"] = names
+def _write(update: dict[str, Any], receipt: Receipt | None) -> bool:
+    """Write the player's item (with the receipt, in one transaction); False if somebody changed it meanwhile."""
     client = dynamodb()
     try:
-        client.transact_write_items(
-            ClientRequestToken=uuid.uuid4().hex,
-            TransactItems=[
-                {
-                    "Delete": {
-                        "TableName": settings.actions_table,
-                        "Key": {"action_id": {"S": accepted.action_id}},
-                        "ConditionExpression": "accepted_at = :accepted",
-                        "ExpressionAttributeValues": {":accepted": {"N": str(accepted.accepted_at_ms)}},
-                    }
-                },
-                {"Update": player},
-            ],
-        )
-    except client.exceptions.TransactionCanceledException:
+        if receipt is None:
+            client.update_item(**update)
+        else:
+            # A token per attempt: botocore's own retries of it are no-ops if DynamoDB applied it already.
+            transaction: Any = [{"Update": update}, {"Put": receipt.put(actions.now_ms())}]
+            client.transact_write_items(TransactItems=transaction, ClientRequestToken=uuid.uuid4().hex)
+    except (client.exceptions.ConditionalCheckFailedException, client.exceptions.TransactionCanceledException):
         return False
     return True
 
 
-def _cancellation(response: Any) -> tuple[list[str | None], list[dict[str, Any] | None]]:
-    """Why each item of a cancelled two-item transaction failed ("None" = it did not), with its old item."""
-    reasons = list(response.get("CancellationReasons") or [{}, {}])
-    return [reason.get("Code") for reason in reasons], [reason.get("Item") for reason in reasons]
+def _server_receipt(accepted: AcceptedScore, action: Action) -> Receipt:
+    """A game server's action, in ActionsTable for good: the same score posted again is accepted again, once."""
+
+    def answer(found: dict[str, Any]) -> AcceptedScore:
+        if found["score"]["N"] != str(accepted.score):
+            raise Conflict("This action already has a score.")
+        return AcceptedScore(accepted.action_id, accepted.user_id, accepted.score, int(found["accepted_at"]["N"]))
+
+    item = {
+        "action_id": {"S": accepted.action_id},
+        "user_id": {"S": accepted.user_id},
+        "type": {"S": action.type},
+        "score": {"N": str(accepted.score)},
+        "accepted_at": {"N": str(accepted.accepted_at_ms)},
+    }
+    return Receipt(settings.actions_table, "action_id", item, answer)
 
 
-# --- applying ------------------------------------------------------------------------------------------------------
+def _idempotency_receipt(user_id: str, key: str, action_id: str, score: int) -> Receipt:
+    """A player's Idempotency-Key, for 24 hours: the same key with the same body gets the first answer, with another
+    body 422. Only an accepted score keeps its key: a refusal can be retried with the same key."""
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
+        raise InvalidRequest(
+            f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters."
+        )
+    # The key is the caller's with their header: one player cannot replay another's.
+    key_id = hashlib.sha256(f"{user_id}\n{key}".encode()).hexdigest()
+    body = hashlib.sha256(json.dumps([user_id, action_id, score]).encode()).hexdigest()
+    now_ms = actions.now_ms()
+
+    def answer(found: dict[str, Any]) -> AcceptedScore:
+        if found["body"]["S"] != body:
+            raise UnprocessableContent("This Idempotency-Key was already used with another request body.")
+        return AcceptedScore(action_id, user_id, score, int(found["accepted_at"]["N"]))
+
+    item = {
+        "id": {"S": key_id},
+        "body": {"S": body},
+        "accepted_at": {"N": str(now_ms)},
+        "expiration": {"N": str(now_ms // 1000 + IDEMPOTENCY_SECONDS)},
+    }
+    return Receipt(settings.idempotency_table, "id", item, answer, expires=True)
 
 
-def parse_message(body: str) -> AcceptedScore:
-    """The accepted score a queue message carries; PoisonMessage if it carries none."""
-    try:
-        fields = json.loads(body)
-        accepted = AcceptedScore(**fields)
-    except (ValueError, TypeError) as exc:
-        raise PoisonMessage("not an accepted score") from exc
-    if not all(isinstance(value, str) and value for value in (accepted.action_id, accepted.user_id)):
-        raise PoisonMessage("not an accepted score")
-    if not isinstance(accepted.display_name, str):
-        raise PoisonMessage("not an accepted score")
-    if not all(type(value) is int for value in (accepted.score, accepted.accepted_at_ms)):
-        raise PoisonMessage("not an accepted score")
-    return accepted
-
-
-# A season of a board: ("weekly", "2026-W49").
-SeasonKey = tuple[str, str]
-
-
-@dataclass
-class Committed:
-    """What applying a batch did: the messages whose scores can never be applied (poison), those of players whose
-    write failed (DynamoDB throttled it, or others kept changing the player: delivered again later), and the players'
-    points on every board and season the batch's scores feed, as the ledger now holds them, for the boards in Redis."""
-
-    poison: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    points: dict[SeasonKey, list[PlayerTotal]] = field(default_factory=lambda: defaultdict(list))
-
-
-@dataclass(frozen=True)
-class Origin:
-    """What scored: an action of this type, posted by the player or by the studio's server."""
-
-    action_type: str
-    by_server: bool
-
-
-def commit(batch: Mapping[str, AcceptedScore], now_ms: int) -> Committed:
-    """Add each score to every board its action type feeds, in the season in which it was accepted, exactly once: one
-    read for the batch, one conditional write per player. A repeat is a no-op; a score its action never accepted is
-    poison. `batch` maps message ids to their scores."""
-    committed = Committed()
-    by_player: dict[str, list[tuple[str, AcceptedScore]]] = defaultdict(list)
-    for message_id, accepted in batch.items():
-        by_player[accepted.user_id].append((message_id, accepted))
-    players, ledger_entries = _read_batch(by_player, {accepted.action_id for accepted in batch.values()})
-    for user_id, messages in by_player.items():
-        traced = [
-            (message_id, accepted, _origin(ledger_entries.get(accepted.action_id), accepted))
-            for message_id, accepted in messages
-        ]
-        committed.poison += [message_id for message_id, _, origin in traced if origin is None]
-        valid = [(message_id, accepted, origin) for message_id, accepted, origin in traced if origin]
-        if valid:
-            _commit_player(committed, players.get(user_id), user_id, valid, now_ms)
-    return committed
-
-
-def _commit_player(
-    committed: Committed,
-    item: dict[str, Any] | None,
-    user_id: str,
-    valid: list[tuple[str, AcceptedScore, Origin]],
-    now_ms: int,
-) -> None:
-    """Apply one player's scores of the batch, and note their points on the seasons those scores feed (none for a
-    banned player: their standings are hidden)."""
-    scores = [(accepted, origin) for _, accepted, origin in valid]
-    try:
-        ledger = _apply_to_player(item, user_id, scores, now_ms)
-    except (BotoCoreError, ClientError):  # this player's scores alone wait for their next delivery
-        logger.exception("could not apply a player's scores", extra={"user_id": user_id})
-        committed.failed += [message_id for message_id, _, _ in valid]
-        return
-    if ledger.banned_at_ms is not None:
-        return
-    for key in {key for accepted, origin in scores for key in _fed(origin, accepted, now_ms)}:
-        if key in ledger.seasons:
-            points, reached_at_ms = ledger.seasons[key]
-            committed.points[key].append(PlayerTotal(user_id, ledger.display_name, points, reached_at_ms))
-
-
-def _origin(action: dict[str, Any] | None, accepted: AcceptedScore) -> Origin | None:
-    """Where the score comes from, if its action accepted exactly this score from this player (else the message is
-    poison)."""
-    if action is None or action["user_id"]["S"] != accepted.user_id:
-        return None
-    if action.get("score", {}).get("N") != str(accepted.score):
-        return None
-    if action.get("accepted_at", {}).get("N") != str(accepted.accepted_at_ms):
-        return None
-    return Origin(str(action["type"]["S"]), action.get("by_server", {}).get("BOOL", False))
-
-
-def _fed(origin: Origin, accepted: AcceptedScore, now_ms: int) -> Iterator[SeasonKey]:
-    """The seasons a score feeds: per board of its action type, the season it was accepted in, if still readable (a
-    score redriven from the dead-letter queue after its season's readable days counts on the other boards only)."""
-    for definition in game().boards_fed_by(origin.action_type, origin.by_server):
-        season = definition.season_at(accepted.accepted_at_ms)
-        if definition.is_readable(season, now_ms):
-            yield definition.id, season.name
+# --- the ledger ------------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class PlayerLedger:
-    """A player's item in PlayerTotalsTable, as far as applying scores goes."""
+    """A player's item in PlayerTotalsTable, as far as their points go."""
 
     display_name: str
     seasons: dict[SeasonKey, tuple[int, int]]
-    pending: set[str]
     rev: int
     banned_at_ms: int | None = None  # when a moderator banned the player (hidden from every board until unbanned)
-    # Per season, when a moderator removed the player's points there: scores accepted until then no longer count.
+    # Per season, when a moderator removed the player's points there: the boards refuse what was reached until then.
     fences: dict[SeasonKey, int] = field(default_factory=dict)
     past_counters: list[str] = field(default_factory=list)  # hourly counters to drop (their hour is over)
 
@@ -520,25 +428,29 @@ class PlayerLedger:
         return cls(
             display_name=item.get("display_name", {}).get("S", ""),
             seasons=seasons,
-            pending=set(item.get("pending", {}).get("SS", [])),
             rev=int(item.get("rev", {}).get("N", 0)),
             banned_at_ms=int(item["banned_at"]["N"]) if "banned_at" in item else None,
             fences={_season_key(key): int(value["N"]) for key, value in item.get("fences", {}).get("M", {}).items()},
             past_counters=_past_counters(item, now_ms) if now_ms else [],
         )
 
-    def add(self, accepted: AcceptedScore, origin: Origin, now_ms: int) -> None:
+    def add(self, accepted: AcceptedScore, action: Action) -> list[SeasonKey]:
         """Count the score on every season it feeds (sum: points add up, the moment is the latest score's; best: the
-        highest score, reached when it was first scored)."""
-        for board_id, season in _fed(origin, accepted, now_ms):
-            if accepted.accepted_at_ms <= self.fences.get((board_id, season), -1):
-                continue  # accepted before a moderator removed the player's points there
-            definition = game().boards[board_id]
-            points, reached = self.seasons.get((board_id, season), (0, 0))
+        highest score, reached when it was first scored); the seasons it changed."""
+        changed = []
+        for definition in game().boards_fed_by(action.type, action.by_server):
+            key = (definition.id, definition.season_at(accepted.accepted_at_ms).name)
+            # Reached after the season's fence, whatever the clocks of two Lambdas say: the boards refuse up to it.
+            moment = max(accepted.accepted_at_ms, self.fences.get(key, -1) + 1)
+            points, reached = self.seasons.get(key, (0, 0))
             if definition.aggregate == "sum":
-                self.seasons[board_id, season] = (points + accepted.score, max(reached, accepted.accepted_at_ms))
-            elif accepted.score > points or (accepted.score == points and accepted.accepted_at_ms < reached):
-                self.seasons[board_id, season] = (accepted.score, accepted.accepted_at_ms)
+                self.seasons[key] = (points + accepted.score, max(reached, moment))
+            elif key not in self.seasons or accepted.score > points:
+                self.seasons[key] = (accepted.score, moment)
+            else:
+                continue
+            changed.append(key)
+        return changed
 
     def forget_unreadable(self, now_ms: int) -> None:
         """Drop the seasons no longer readable (their final top 100 is archived): the item stays small."""
@@ -548,50 +460,6 @@ class PlayerLedger:
         for key in list(self.fences):
             if game().readable_season(*key, now_ms) is None:
                 del self.fences[key]
-
-
-def _season_key(key: str) -> SeasonKey:
-    board_id, _, season = key.partition("/")
-    return board_id, season
-
-
-def _apply_to_player(
-    item: dict[str, Any] | None, user_id: str, scores: list[tuple[AcceptedScore, Origin]], now_ms: int
-) -> PlayerLedger:
-    """Apply the player's pending scores among `scores` in one conditional write; the ledger as it then stands."""
-    for attempt in range(_CONFLICT_RETRIES + 1):
-        ledger = PlayerLedger.of(item, now_ms)
-        # Once per action, even when a batch holds the same score twice (a retry queued it again).
-        pending = {
-            accepted.action_id: (accepted, kind) for accepted, kind in scores if accepted.action_id in ledger.pending
-        }
-        due = sorted(pending.values(), key=lambda pair: pair[0].accepted_at_ms)
-        if not due:
-            return ledger  # all applied already: a redelivery
-        ledger.forget_unreadable(now_ms)
-        for accepted, origin in due:
-            ledger.add(accepted, origin, now_ms)
-        # A player's own score carries the name in their token; a server's, none (the item's stays).
-        ledger.display_name = due[-1][0].display_name or ledger.display_name
-        try:
-            _write_ledger(user_id, ledger, [accepted.action_id for accepted, _ in due])
-            return ledger
-        except dynamodb().exceptions.ConditionalCheckFailedException:
-            if attempt == _CONFLICT_RETRIES:
-                raise
-            item = player_item(user_id)  # another consumer applied some of them meanwhile
-    raise AssertionError("unreachable")
-
-
-def _write_ledger(user_id: str, ledger: PlayerLedger, applied: list[str]) -> None:
-    update = ledger_update(user_id, ledger)
-    values = update["ExpressionAttributeValues"]
-    values[":applied"] = {"SS": applied}
-    for index, action_id in enumerate(applied):  # still pending: not applied, nor taken back, meanwhile
-        values[f":a{index}"] = {"S": action_id}
-        update["ConditionExpression"] += f" AND contains(pending, :a{index})"
-    update["UpdateExpression"] += " DELETE pending :applied"
-    dynamodb().update_item(**update)
 
 
 def ledger_update(user_id: str, ledger: PlayerLedger) -> Any:
@@ -634,28 +502,6 @@ def ledger_update(user_id: str, ledger: PlayerLedger) -> Any:
     return update
 
 
-def _read_batch(
-    players: Iterable[str], action_ids: Iterable[str]
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The players' items and the actions, strongly consistent, in one BatchGetItem (more if DynamoDB says so)."""
-    players_table, actions_table = settings.player_totals_table, settings.actions_table
-    keys = {
-        players_table: [{"user_id": {"S": user_id}} for user_id in players],
-        actions_table: [{"action_id": {"S": action_id}} for action_id in action_ids],
-    }
-    request: Any = {table: {"Keys": keys, "ConsistentRead": True} for table, keys in keys.items() if keys}
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    while request:
-        response = dynamodb().batch_get_item(RequestItems=request)
-        for table, items in response["Responses"].items():
-            found[table].extend(items)
-        request = response.get("UnprocessedKeys") or None
-    return (
-        {item["user_id"]["S"]: item for item in found[players_table]},
-        {item["action_id"]["S"]: item for item in found[actions_table]},
-    )
-
-
 def player_item(user_id: str) -> dict[str, Any] | None:
     response = dynamodb().get_item(
         TableName=settings.player_totals_table, Key={"user_id": {"S": user_id}}, ConsistentRead=True
@@ -663,60 +509,32 @@ def player_item(user_id: str) -> dict[str, Any] | None:
     return response.get("Item")
 
 
-def update_boards(points: dict[SeasonKey, list[PlayerTotal]], now_ms: int) -> None:
-    """Bring the boards up to the ledger for these players; a change to a season on show is published live (one
-    wake-up request for all the boards whose publishing lease a write took)."""
-    leases: list[tuple[Board, str | None]] = []
-    for (board_id, season_name), totals in points.items():
-        found = game().season(board_id, season_name)
-        if found is None:
-            continue  # a board since removed from the game's definitions
-        definition, season = found
-        board = open_board(definition, season)
-        leases.append((board, board.set_totals(totals, live=_on_show(definition, season, now_ms)).lease))
-    live.wake_publishers(leases)
+@dataclass(frozen=True)
+class HourlyLimit:
+    """One of a player's counters of the clock hour (an attribute of their item; removed once its hour is over)."""
+
+    attribute: str
+    cap: int
+    amount: int  # what one score adds to it
+    counts: str  # "scores" or "points"
 
 
-def _on_show(definition: BoardDefinition, season: Season, now_ms: int) -> bool:
-    return definition.season_at(now_ms) == season
+_HOUR_MS = 3_600_000
+_HOURLY_COUNTER = re.compile(r"^[np]:[a-z0-9-]+:(?P<hour>[0-9]+)$")
 
 
-# --- rebuilding ----------------------------------------------------------------------------------------------------
+def hourly_limits(kind: ActionType, score: int, moment_ms: int) -> list[HourlyLimit]:
+    """The hourly limits a player's score of this type counts against at `moment_ms`."""
+    hour = moment_ms // _HOUR_MS
+    limits = []
+    if kind.max_scores_per_hour is not None:
+        limits.append(HourlyLimit(f"n:{kind.name}:{hour}", kind.max_scores_per_hour, 1, "scores"))
+    if kind.max_points_per_hour is not None:
+        limits.append(HourlyLimit(f"p:{kind.name}:{hour}", kind.max_points_per_hour, score, "points"))
+    return limits
 
 
-def _every(key: SeasonKey) -> bool:
-    return True
-
-
-def all_points(wanted: Callable[[SeasonKey], bool] = _every) -> Iterator[tuple[SeasonKey, PlayerTotal]]:
-    """Every player's points on every season the ledger holds that is `wanted`, read from DynamoDB page by page."""
-    paginator = dynamodb().get_paginator("scan")
-    pages = paginator.paginate(
-        TableName=settings.player_totals_table, ConsistentRead=True, FilterExpression="attribute_exists(seasons)"
-    )
-    for page in pages:
-        for item in page["Items"]:
-            ledger = PlayerLedger.of(item)
-            if ledger.banned_at_ms is not None:
-                continue  # hidden from every board while banned
-            for key, (points, reached_at_ms) in ledger.seasons.items():
-                if wanted(key):
-                    yield key, PlayerTotal(item["user_id"]["S"], ledger.display_name, points, reached_at_ms)
-
-
-def rebuild(now_ms: int, wanted: Callable[[SeasonKey], bool] = _every, chunk: int = 500) -> dict[SeasonKey, int]:
-    """Write the ledger's points to the boards in Redis (every readable season that is `wanted`); they keep only what
-    moves a player up, so racing the consumer is safe. The players written per season."""
-    written: dict[SeasonKey, int] = defaultdict(int)
-    pending: dict[SeasonKey, list[PlayerTotal]] = defaultdict(list)
-    for key, player in all_points(wanted):
-        if game().readable_season(*key, now_ms) is None:
-            continue
-        pending[key].append(player)
-        if len(pending[key]) == chunk:
-            update_boards({key: pending.pop(key)}, now_ms)
-            written[key] += chunk
-    update_boards(pending, now_ms)
-    for key, players in pending.items():
-        written[key] += len(players)
-    return dict(written)
+def _past_counters(item: dict[str, Any], now_ms: int) -> list[str]:
+    """The player's hourly counters of hours before the last one (clocks of two Lambdas may differ a little)."""
+    current = now_ms // _HOUR_MS
+    return [name for name in item if (found := _HOURLY_COUNTER.match(name)) and int(found["hour"]) < current - 1]
