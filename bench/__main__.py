@@ -375,8 +375,9 @@ DynamoDB on demand, every request at the first tier. "Before": the design of iss
 
 Target: at most ${target:.2f} per million score updates all-in at the reference load: **{_verdict(headline <= target)}**
 it at ${headline:.2f}. The contract alone (two HTTP requests, two Lambda invocations, one SQS message, two writes) is
-about $4 on demand, so on demand cannot meet it; provisioned capacity at a steady load does. The live feed's
-deliveries are the audience's cost, not the scores': per month below.
+about $4 on demand, so on demand cannot meet it; provisioned capacity at a steady load does. Logs and traces, not in
+the target's list, add ${results["usd_per_million_scores_logs_and_traces"]:.2f} per million (access logs; X-Ray at
+`TracingMode=Active`). The live feed's deliveries are the audience's cost, not the scores': per month below.
 
 | USD per month at the reference load | |
 |---|---|

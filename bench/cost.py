@@ -45,6 +45,9 @@ PRICES = {
     "secrets_manager_secret_month": 0.40,
     "cloudwatch_logs_per_gb": 0.50,  # ingested
     "xray_per_million_traces": 5.00,  # recorded
+    "cloudwatch_alarm_month": 0.10,
+    "dynamodb_gb_month": 0.25,  # storage
+    "dynamodb_pitr_gb_month": 0.20,
 }
 
 
@@ -65,12 +68,22 @@ ASSUMPTIONS = {
         "a score is 2 requests; API Gateway caches an allow 240 s per token: a player finishing a match every 3 "
         "minutes makes 2.7 requests per 240 s, one of which calls the authorizer",
     ),
-    "log_bytes_per_score": Assumption(
-        1_500,
-        "Lambda's START/END/REPORT lines (about 350 bytes per invocation) for StartAction and PostScore, and their "
-        "one structured INFO line each (about 400 bytes)",
+    "catch_up_read_units_per_score": Assumption(
+        0.25,
+        "the consumer reads a batch before some of its writes have landed (they follow the send by milliseconds) and "
+        "reads those players again after a pause: about a quarter of them, once",
     ),
-    "traces_per_second": Assumption(26, "X-Ray's default sampling at 500 requests/s: 1 a second and 5 % of the rest"),
+    "system_log_bytes_per_invocation": Assumption(
+        0, "Lambda's START/END/REPORT lines (about 350 bytes) are dropped: SystemLogLevel WARN in the template"
+    ),
+    "app_log_bytes_per_request": Assumption(
+        0, "StartAction and PostScore log at DEBUG: the access log names the route, the status and the player"
+    ),
+    "app_log_bytes_per_batch": Assumption(400, "an INFO line: the consumer's, once per batch; a login's"),
+    "access_log_bytes_per_request": Assumption(300, "the HTTP API's JSON access log line"),
+    "xray_sampled_share": Assumption(
+        0.05, "TracingMode Active: Lambda samples the first request a second, then 5 % (not configurable per function)"
+    ),
     "ecpu_per_score": Assumption(5, "the consumer's scripts, about 1.5 per season written per batch, per score"),
     "viewers_average": Assumption(20_000, "100,000 at peak; average = peak / 5, as scores (2,500 / 500)"),
     "live_floor_per_second": Assumption(0.2, "LiveMinPublishesPerSecond: past 5,000 viewers the floor sets the rate"),
@@ -86,6 +99,18 @@ ASSUMPTIONS = {
     "refreshes_per_player_day": Assumption(3, "access tokens live 10 minutes: 30 minutes of play"),
     "login_ms": Assumption(80, "billed ms of a login at 512 MB: argon2id at OWASP's parameters, 3 DynamoDB calls"),
     "refresh_ms": Assumption(15, "billed ms of a refresh: a transaction on the token family"),
+    "auth_write_units": Assumption(
+        4, "a login's throttle reservation and token family; a refresh's 2-item transaction"
+    ),
+    "auth_read_units": Assumption(2, "a login reads the account and its device's family; a refresh its family"),
+    "personal_pushes_per_second": Assumption(
+        1_000,
+        "per board, the players watching their own standing told of each move: at the budget's cap "
+        "(LiveDeliveriesPerHour = 3.6 M an hour), each one publish and one delivery; an upper bound",
+    ),
+    "publisher_gb_seconds_per_second": Assumption(0.5, "per board on show, PublishBoard (512 MB) working all the time"),
+    "alarms": Assumption(20, "the template's alarms, $0.10 a month each"),
+    "ledger_gb": Assumption(15, "DynamoDB: 20 M players' items of about 0.7 KB, stored and backed up (PITR)"),
 }
 
 REFERENCE = {"scores_per_second": 500, "peak_scores_per_second": 2_500, "daily_players": 5_000_000}
@@ -112,6 +137,9 @@ class PerScore:
     rcu: float
     sqs_requests: float
     ecpu: float
+    invocations_logged: float = 0.0  # Lambda invocations, each with its system log lines
+    requests_logged: float = 0.0  # HTTP requests, each with an access log line and one INFO line
+    batches: float = 0.0  # the consumer's invocations
 
     @classmethod
     def measured(cls, figures: Mapping[str, float], wcu: float | None = None, rcu: float | None = None) -> "PerScore":
@@ -123,6 +151,7 @@ class PerScore:
             and name.rsplit("_", 1)[-1] in ("SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessageBatch")
         )
         batches = figures["aws_requests_per_score_event_source_ReceiveMessage"]  # one invocation per batch received
+        catch_up = _a("catch_up_read_units_per_score")
         memory = _a("memory_gb")
         gb_seconds = (
             memory
@@ -139,10 +168,24 @@ class PerScore:
             lambda_invocations=2 + _a("authorizer_calls_per_score") + batches,
             lambda_gb_seconds=gb_seconds,
             wcu=figures["dynamodb_wcu_per_score_3_boards"] if wcu is None else wcu,
-            rcu=figures["dynamodb_rcu_per_score_3_boards"] if rcu is None else rcu,
+            rcu=figures["dynamodb_rcu_per_score_3_boards"] + catch_up if rcu is None else rcu,
             sqs_requests=sqs_requests,
             ecpu=_a("ecpu_per_score"),
+            invocations_logged=2 + _a("authorizer_calls_per_score") + batches,
+            requests_logged=2,
+            batches=batches,
         )
+
+    def observability_usd_per_million(self) -> float:
+        """Logs and traces: per request, though not among the services the target names."""
+        log_bytes = (
+            self.invocations_logged * _a("system_log_bytes_per_invocation")
+            + self.requests_logged * (_a("app_log_bytes_per_request") + _a("access_log_bytes_per_request"))
+            + self.batches * _a("app_log_bytes_per_batch")
+        )
+        logs = log_bytes / 1e9 * MILLION * PRICES["cloudwatch_logs_per_gb"]
+        traces = self.requests_logged * _a("xray_sampled_share") * PRICES["xray_per_million_traces"]
+        return logs + traces
 
     def usd_per_million(self, provisioned: bool, http_price: float) -> dict[str, float]:
         if provisioned:
@@ -175,6 +218,8 @@ def _blended_http_price(requests_per_month: float) -> float:
 def run(measured: Mapping[str, float] | None = None) -> dict[str, float]:
     """USD per million score updates (reference load, on demand, before), and per month at the reference load."""
     figures = measured if measured and "dynamodb_rcu_per_score_3_boards" in measured else _recorded()
+    if "dynamodb_rcu_per_score_3_boards" not in figures:
+        raise SystemExit("no read units per score in bench/results.json: run `python -m bench aws_requests cost`")
     now, before = PerScore.measured(figures), PerScore.measured(figures, **BEFORE)
     scores = REFERENCE["scores_per_second"] * MONTH_SECONDS
     daily_players = REFERENCE["daily_players"]
@@ -192,6 +237,7 @@ def run(measured: Mapping[str, float] | None = None) -> dict[str, float]:
         results[f"usd_per_million_scores{name}"] = round(sum(parts.values()), 2)
         for part, usd in parts.items():
             results[f"usd_per_million_scores{name}_{part}"] = round(usd, 3)
+    results["usd_per_million_scores_logs_and_traces"] = round(now.observability_usd_per_million(), 2)
     results |= _month(now, scores, reads, auth_requests, http_price)
     results["usd_cost_target_per_million_scores"] = 4.0
     return results
@@ -199,40 +245,50 @@ def run(measured: Mapping[str, float] | None = None) -> dict[str, float]:
 
 def _month(now: PerScore, scores: float, reads: float, auth_requests: float, http_price: float) -> dict[str, float]:
     """The reference load's month, by line."""
-    per_score = sum(now.usd_per_million(True, http_price).values()) * scores / MILLION
-    lambda_second = PRICES["lambda_arm64_gb_second"]
-    read_usd = reads / MILLION * (http_price + PRICES["lambda_per_million_requests"]) + reads * _a("read_ms") / 1000 * (
-        _a("memory_gb") * lambda_second
-    )
+    lambda_second, memory = PRICES["lambda_arm64_gb_second"], _a("memory_gb")
+    per_request = http_price + PRICES["lambda_per_million_requests"]  # $ per million: the API's and the function's
+    log_gb = PRICES["cloudwatch_logs_per_gb"] / 1e9
+    read_usd = reads / MILLION * per_request + reads * _a("read_ms") / 1000 * memory * lambda_second
     logins = (
         auth_requests * _a("logins_per_player_day") / (_a("logins_per_player_day") + _a("refreshes_per_player_day"))
     )
     auth_usd = (
-        auth_requests / MILLION * (http_price + PRICES["lambda_per_million_requests"])
-        + logins * _a("login_ms") / 1000 * 0.5 * lambda_second
-        + (auth_requests - logins) * _a("refresh_ms") / 1000 * _a("memory_gb") * lambda_second
-        # a login writes about 4 units (throttle counters, the family), a refresh 4 (a 2-item transaction)
-        + auth_requests * 4 * PRICES["dynamodb_wcu_hour"] / 3600 / TARGET_UTILIZATION
+        auth_requests / MILLION * per_request
+        + logins * _a("login_ms") / 1000 * 0.5 * lambda_second  # PasswordHashingMemorySize: 512 MB
+        + (auth_requests - logins) * _a("refresh_ms") / 1000 * memory * lambda_second
+        # the users', token families' and rate limits' tables are on demand
+        + auth_requests * _a("auth_write_units") / MILLION * PRICES["dynamodb_on_demand_per_million_writes"]
+        + auth_requests * _a("auth_read_units") / MILLION * PRICES["dynamodb_on_demand_per_million_reads"]
     )
-    viewers, floor = _a("viewers_average"), _a("live_floor_per_second")
-    # Each viewer gets the floor's deliveries of one board; each board on show is published at that rate.
-    operations = (viewers + _a("boards_on_show")) * floor * MONTH_SECONDS
+    viewers, floor, boards = _a("viewers_average"), _a("live_floor_per_second"), _a("boards_on_show")
+    # Each viewer gets the floor's deliveries of one board; each board is published at that rate; the watching
+    # players' own pushes are a publish and a delivery each.
+    operations = (viewers + boards) * floor + boards * 2 * _a("personal_pushes_per_second")
     live_usd = (
-        operations / MILLION * PRICES["appsync_events_per_million_operations"]
+        operations * MONTH_SECONDS / MILLION * PRICES["appsync_events_per_million_operations"]
         + viewers * 60 * MONTH_HOURS / MILLION * PRICES["appsync_events_per_million_connection_minutes"]
+        + boards * _a("publisher_gb_seconds_per_second") * MONTH_SECONDS * lambda_second
     )
     fixed_usd = (
-        max(0.1, _a("board_gb")) * MONTH_HOURS * PRICES["elasticache_valkey_serverless_gb_hour"]
+        _a("board_gb") * MONTH_HOURS * PRICES["elasticache_valkey_serverless_gb_hour"]
         + 2 * MONTH_HOURS * PRICES["vpc_interface_endpoint_az_hour"]  # the SQS endpoint, two zones
-        + 1 * PRICES["kms_key_month"]
-        + 1 * PRICES["secrets_manager_secret_month"]
+        + 2 * PRICES["kms_key_month"]  # DataKey, OpsKey
+        + PRICES["secrets_manager_secret_month"]
+        + _a("alarms") * PRICES["cloudwatch_alarm_month"]
+        + _a("ledger_gb") * (PRICES["dynamodb_gb_month"] + PRICES["dynamodb_pitr_gb_month"])
     )
+    other_requests = reads + auth_requests  # each an access log line, a function's lines and maybe a trace
+    # A login or a refresh logs one INFO line (an audit of who got tokens); a read, none.
+    other_log_bytes = (reads + auth_requests) * (
+        _a("access_log_bytes_per_request") + _a("system_log_bytes_per_invocation")
+    ) + auth_requests * _a("app_log_bytes_per_batch")
     observability_usd = (
-        scores * _a("log_bytes_per_score") / 1e9 * PRICES["cloudwatch_logs_per_gb"]
-        + _a("traces_per_second") * MONTH_SECONDS / MILLION * PRICES["xray_per_million_traces"]
+        now.observability_usd_per_million() * scores / MILLION
+        + other_log_bytes * log_gb
+        + other_requests * _a("xray_sampled_share") / MILLION * PRICES["xray_per_million_traces"]
     )
     lines = {
-        "score_updates": per_score,
+        "score_updates": sum(now.usd_per_million(True, http_price).values()) * scores / MILLION,
         "top10_reads": read_usd,
         "logins_and_refreshes": auth_usd,
         "live_feed": live_usd,

@@ -21,5 +21,5 @@ def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
     except actions.UnknownActionType:
         known = ", ".join(sorted(game().action_types))
         raise UnprocessableContent(f"Unknown action type; the types are: {known}.") from None
-    logger.info("action started", extra={"user_id": caller.user_id, "action_id": action.action_id})
+    logger.debug("action started", extra={"user_id": caller.user_id, "action_id": action.action_id})
     return http.json_response(201, action.body())

@@ -20,5 +20,5 @@ def lambda_handler(event: http.Event, context: LambdaContext) -> http.Response:
     body = http.parse_body(event, PostScoreBody)
     key = (event.get("headers") or {}).get("idempotency-key")
     accepted = scores.accept(caller, body.user_id, body.action_id, body.score, idempotency_key=key)
-    logger.info("score accepted", extra={"user_id": caller.user_id, "action_id": accepted.action_id})
+    logger.debug("score accepted", extra={"user_id": caller.user_id, "action_id": accepted.action_id})
     return http.json_response(202, accepted.body())

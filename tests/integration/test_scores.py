@@ -619,3 +619,37 @@ def test_a_send_whose_answer_was_lost_records_nothing_and_its_message_changes_no
     assert game.post(alice, body)[0] == 202
     game.drain()  # the first message waits for a write of its own that never comes: its player is synced anyway
     assert (game.total(alice), game.top()[0]["score"]) == (300, 300)
+
+
+def test_a_last_attempt_whose_answer_was_lost_is_still_accepted(game: Game, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = game.player("alice")
+    body = {"user_id": alice.user_id, "score": 17, "action_id": game.action(alice)}
+    real_update = aws.dynamodb().update_item
+    calls = 0
+
+    def others_then_lost_answer(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls < 3:  # somebody else changed the item: the condition fails, as a conflict would
+            raise aws.dynamodb().exceptions.ConditionalCheckFailedException(
+                {"Error": {"Code": "ConditionalCheckFailedException", "Message": "changed"}}, "UpdateItem"
+            )
+        real_update(**kwargs)  # the last attempt lands, and its answer is lost
+        raise aws.dynamodb().exceptions.ConditionalCheckFailedException(
+            {"Error": {"Code": "ConditionalCheckFailedException", "Message": "changed"}}, "UpdateItem"
+        )
+
+    with monkeypatch.context() as patch:
+        patch.setattr(aws.dynamodb(), "update_item", others_then_lost_answer)
+        assert game.post(alice, body)[0] == 202
+
+    game.drain()
+    assert game.total(alice) == 17
+
+
+def test_an_unusable_idempotency_key_is_400_before_a_wrong_user_is_403(game: Game) -> None:
+    alice, bob = game.player("alice"), game.player("bob")
+    body = {"user_id": bob.user_id, "score": 5, "action_id": game.action(alice)}
+
+    assert game.post(alice, body, key="x" * 256)[0] == 400
+    assert game.post(alice, body, key="fine")[0] == 403

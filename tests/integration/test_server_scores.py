@@ -96,3 +96,17 @@ def test_bad_server_scores_change_nothing(servers: Game, body: dict[str, Any], s
     assert response["statusCode"] == status, response["body"]
     assert servers.stack.items("ActionsTable") == []
     assert servers.receive() == []
+
+
+def test_a_banned_players_server_score_is_403_and_changes_nothing(servers: Game) -> None:
+    from tests.integration.test_moderation import ban
+
+    ann = servers.player("ann")
+    assert post(ann, "round-1", 40)[0] == 202
+    assert ban(ann)[0] == 200
+
+    status, problem = post(ann, "round-2", 50)
+
+    assert (status, problem["status"]) == (403, 403)
+    assert servers.total(ann) == 40
+    assert [item["action_id"]["S"].rsplit("/", 1)[-1] for item in servers.stack.items("ActionsTable")] == ["round-1"]

@@ -108,10 +108,18 @@ def test_the_queues_visibility_timeouts_are_six_times_their_consumers_timeouts(s
         assert queue["VisibilityTimeout"] >= 6 * function["Timeout"], ref(mapping["Properties"]["EventSourceArn"])
 
 
-def test_every_function_is_traced_and_its_metrics_have_a_namespace(stack: Stack) -> None:
+def test_every_function_is_traced_logs_json_without_lambdas_own_lines_and_has_a_metrics_namespace(
+    stack: Stack, raw: dict[str, Any]
+) -> None:
+    assert raw["Parameters"]["TracingMode"]["Default"] == "Active"
     for function_id, function in stack.functions().items():
-        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, function_id
-        assert function["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "Leaderboard"
+        properties = function["Properties"]
+        assert properties["TracingConfig"] == {"Mode": {"Ref": "TracingMode"}}, function_id
+        assert (properties["LoggingConfig"]["LogFormat"], properties["LoggingConfig"]["SystemLogLevel"]) == (
+            "JSON",
+            "WARN",
+        ), function_id
+        assert properties["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "Leaderboard"
 
 
 def test_an_alarm_email_subscribes_to_the_topic_only_when_given(stack: Stack) -> None:

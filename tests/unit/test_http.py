@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from leaderboard import http
 from leaderboard.bodies import LoginBody, RegisterBody
@@ -214,3 +215,22 @@ def test_base64_bodies_are_measured_after_decoding() -> None:
     assert http.parse_body(event, LoginBody, max_bytes=len(raw)).password == "p" * 100
     with pytest.raises(PayloadTooLarge):
         http.parse_body(event, LoginBody, max_bytes=len(raw) - 1)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem"),
+        EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"),
+    ],
+)
+def test_an_aws_service_that_fails_after_the_sdks_retries_is_503_with_retry_after(failure: Exception) -> None:
+    @http.endpoint
+    def handler(event: http.Event, context: Any) -> http.Response:
+        raise failure
+
+    response = handler(load_event("register_ok"), None)
+
+    assert (response["statusCode"], response["headers"]["Retry-After"]) == (503, "1")
+    assert "dynamodb" not in response["body"].lower()
+    assert "throughput" not in response["body"].lower()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from leaderboard import auth
+from leaderboard import auth, scores
 from local.schedule_expressions import CronSchedule, RateSchedule
 from local.specs import ChannelHandler, ChannelNamespaceSpec, EventAuthorizer, ResourceIdentity
 from local.template import (
@@ -655,3 +655,13 @@ def test_one_event_api_is_served_and_a_template_without_one_has_none(tmp_path: P
     with pytest.raises(TemplateError, match="one Event API, not Api, Other"):
         two.event_api(two.default_identities())
     assert none.event_api(none.default_identities()) is None
+
+
+def test_a_change_is_dropped_only_once_no_write_of_its_request_can_still_land(
+    template: Template, with_queues: dict[str, ResourceIdentity]
+) -> None:
+    # The consumer drops a change whose write has not landed after UNWRITTEN_AFTER_MS: a write cannot land after its
+    # function's timeout, so the template's timeouts of the functions that send changes must stay well within it.
+    for logical_id in ("PostScoreFunction", "PostServerScoreFunction"):
+        function = template.function(logical_id, with_queues)
+        assert function.timeout_seconds * 1000 * 3 <= scores.UNWRITTEN_AFTER_MS, logical_id

@@ -14,10 +14,14 @@ if TYPE_CHECKING:
 
 @cache
 def dynamodb() -> "DynamoDBClient":
-    """The DynamoDB client (region, credentials and endpoint from the standard AWS environment)."""
+    """The DynamoDB client (region, credentials and endpoint from the standard AWS environment), with short timeouts:
+    botocore's defaults (60 s, and retries with backoff up to 20 s under throttling) outlast a function's 10 s, and
+    API Gateway would then answer a bare 500 instead of our 503."""
     import boto3  # deferred on purpose, see the module docstring
+    from botocore.config import Config
 
-    return boto3.client("dynamodb")
+    config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3})
+    return boto3.client("dynamodb", config=config)
 
 
 @cache

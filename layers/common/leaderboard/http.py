@@ -17,7 +17,7 @@ from pydantic_core import ErrorDetails
 
 from leaderboard.bodies import RULE_BROKEN
 from leaderboard.identity import Identity
-from leaderboard.problems import InvalidRequest, PayloadTooLarge, Problem, UnsupportedMediaType
+from leaderboard.problems import InvalidRequest, PayloadTooLarge, Problem, ServiceUnavailable, UnsupportedMediaType
 from leaderboard.security_events import record
 
 logger = Logger(child=True)
@@ -62,11 +62,18 @@ def endpoint(handler: Handler) -> Handler:
             if problem.security_event:
                 record(problem.security_event, user=_acting_user(event), address=source_ip(event))
             return problem_response(problem)
-        except Exception:
+        except Exception as exc:
             logger.exception("unhandled error")
+            if _is_aws_failure(exc):  # an AWS service throttled or unreachable, after the SDK's own retries
+                return problem_response(ServiceUnavailable("The service is busy; try again.", retry_after=1))
             return problem_response(Problem("The server could not complete the request; try again later."))
 
     return wrapper
+
+
+def _is_aws_failure(exc: Exception) -> bool:
+    # By module, so that no function imports botocore for this (the authorizer never loads it).
+    return type(exc).__module__.startswith("botocore.")
 
 
 def parse_body[M: BaseModel](event: Event, model: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:

@@ -2,8 +2,9 @@
 
 The ledger is one item per player (PlayerTotalsTable): their open actions (actions.py), their points on every board
 and season still readable (`seasons`, e.g. `weekly/2026-W49` -> [points, the moment they were reached]), this hour's
-counters for the fair-play limits, and `rev`, raised by every change. However many boards a score feeds, it writes
-that one item: DynamoDB bills a write per item, so adding boards adds no writes while the item stays under 1 KB.
+counters for the fair-play limits, and `rev`, raised by every change of their points. However many boards a score
+feeds, it writes that one item: DynamoDB bills a write per item, so adding boards adds no writes while the item stays
+under 1 KB.
 
 Accepting (POST /v1/scores) reads the player's item, checks the score against it (the action is theirs and open,
 unexpired, in range, within this hour's limits), and writes it in one conditional write: the action leaves the open
@@ -56,7 +57,6 @@ IDEMPOTENCY_SECONDS = 24 * 3600
 MAX_IDEMPOTENCY_KEY = 255
 # Others change the same item at once (a score from another device, a moderator); a retry on a fresh read goes through.
 _CONFLICT_RETRIES = 3
-_NOT_YET = "The score could not be recorded yet; try again."
 
 # A season of a board: ("weekly", "2026-W49").
 SeasonKey = tuple[str, str]
@@ -158,11 +158,11 @@ def accept(
     caller: Identity, user_id: str, action_id: str, score: int, idempotency_key: str | None = None
 ) -> AcceptedScore:
     """Record `score` for the caller's open action, within the game's fair-play limits, exactly once."""
+    receipt = None
+    if idempotency_key is not None:  # a malformed key is a malformed request: 400 before 403
+        receipt = _idempotency_receipt(caller.user_id, idempotency_key, action_id, score)
     if user_id != caller.user_id:
         raise Forbidden("Scores can only be posted for yourself.")
-    receipt = None
-    if idempotency_key is not None:
-        receipt = _idempotency_receipt(caller.user_id, idempotency_key, action_id, score)
     action = Action.parse(action_id)
     if action is None and receipt is None:  # with a key, its first answer (or its 422) comes first
         raise NotFound("You have no such action.")
@@ -192,6 +192,8 @@ def accept_from_server(user_id: str, action_type: str, server_action_id: str, sc
     def decide(item: dict[str, Any] | None) -> tuple[PlayerChanged, dict[str, Any]]:
         if item is None or "display_name" not in item:
             raise NotFound("There is no such player.")
+        if "banned_at" in item:
+            raise Forbidden("This player is banned.", security_event=SecurityEvent.BANNED_PLAYER_REFUSED)
         return _record(item, accepted, action, display_name=None)
 
     return _accept(accepted, decide, _server_receipt(accepted, action))
@@ -200,24 +202,21 @@ def accept_from_server(user_id: str, action_type: str, server_action_id: str, sc
 def _accept(accepted: AcceptedScore, decide: Decision, receipt: Receipt | None) -> AcceptedScore:
     """Read the player's item (and the receipt, if any), decide, announce the change on the queue, write it; again on
     a fresh read if somebody changed the item meanwhile."""
-    from botocore.exceptions import BotoCoreError, ClientError  # loaded with the client by now; not at import
-
     wrote = False
-    try:
-        for _ in range(_CONFLICT_RETRIES):
-            item, found = _read(accepted.user_id, receipt)
-            if receipt is not None and found is not None:
-                return receipt.answer(found)
-            if wrote and _last_score(item) == _last_score_of(accepted):
-                return accepted  # an earlier attempt's write went through; only its answer was lost
-            change, update = decide(item)
-            _announce(change)
-            wrote = True
-            if _write(update, receipt):
-                return accepted
-    except (BotoCoreError, ClientError) as exc:  # throttled or unreachable, after botocore's own retries
-        raise ServiceUnavailable(_NOT_YET, retry_after=1) from exc
-    raise ServiceUnavailable(_NOT_YET, retry_after=1)  # others kept changing the player's item
+    for _ in range(_CONFLICT_RETRIES):
+        item, found = _read(accepted.user_id, receipt)
+        if receipt is not None and found is not None:
+            return receipt.answer(found)
+        if wrote and _last_score(item) == _last_score_of(accepted):
+            return accepted  # an earlier attempt's write went through; only its answer was lost
+        change, update = decide(item)
+        _announce(change)
+        wrote = True
+        if _write(update, receipt):
+            return accepted
+    if _last_score(_read(accepted.user_id, None)[0]) == _last_score_of(accepted):
+        return accepted  # the last attempt's write went through; only its answer was lost
+    raise ServiceUnavailable("The score could not be recorded yet; try again.", retry_after=1)  # others kept at it
 
 
 def _players_own(
