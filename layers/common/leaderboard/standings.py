@@ -14,8 +14,8 @@ from leaderboard.seasons import Season, is_season_name
 MAX_LIMIT = 100
 # Past this, a page is empty on any board Redis can hold; a bigger offset is a mistake, not a request.
 MAX_OFFSET = 10**9
-_USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_NUMBER = re.compile(r"^[0-9]{1,10}$")
+_USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NUMBER = re.compile(r"[0-9]{1,10}")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class SeasonStandings:
 
     def standing(self, user_id: str) -> tuple[Standing, list[Standing]] | None:
         """The player's standing and up to AROUND players above and below (the player included)."""
-        if not _USER_ID.match(user_id):
+        if not _USER_ID.fullmatch(user_id):
             return None
         if self.archived is None:
             return open_board(self.definition, self.season).standing(user_id, AROUND)
@@ -82,7 +82,7 @@ def whole_number(params: Mapping[str, str], name: str, default: int, low: int, h
     text = params.get(name)
     if text is None:
         return default
-    if not _NUMBER.match(text) or not low <= int(text) <= high:
+    if not _NUMBER.fullmatch(text) or not low <= int(text) <= high:
         raise InvalidRequest(f"{name}: a whole number from {low} to {high}.")
     return int(text)
 
