@@ -5,7 +5,7 @@ SDK (the authorizer) never pay its ~200 ms import.
 """
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -22,6 +22,17 @@ def dynamodb() -> "DynamoDBClient":
 
     config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3})
     return boto3.client("dynamodb", config=config)
+
+
+def batch_get(request: Any) -> dict[str, list[dict[str, Any]]]:
+    """A BatchGetItem's items per table, asking again for what DynamoDB left unprocessed."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    while request:
+        response = dynamodb().batch_get_item(RequestItems=request)
+        for table, items in response["Responses"].items():
+            found.setdefault(table, []).extend(items)
+        request = response.get("UnprocessedKeys") or None
+    return found
 
 
 @cache

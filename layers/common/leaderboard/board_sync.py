@@ -15,7 +15,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from leaderboard import live
-from leaderboard.aws import dynamodb
+from leaderboard.aws import batch_get, dynamodb
 from leaderboard.board import Board, PlayerTotal, open_board
 from leaderboard.config import settings
 from leaderboard.game import BoardDefinition, game
@@ -82,12 +82,7 @@ def _read_players(user_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     table = settings.player_totals_table
     keys = [{"user_id": {"S": user_id}} for user_id in user_ids]
     request: Any = {table: {"Keys": keys, "ConsistentRead": True}} if keys else None
-    found: dict[str, dict[str, Any]] = {}
-    while request:
-        response = dynamodb().batch_get_item(RequestItems=request)
-        found |= {item["user_id"]["S"]: item for item in response["Responses"].get(table, [])}
-        request = response.get("UnprocessedKeys") or None
-    return found
+    return {item["user_id"]["S"]: item for item in batch_get(request).get(table, [])}
 
 
 def update_boards(points: Mapping[SeasonKey, list[PlayerTotal]], now_ms: int) -> None:

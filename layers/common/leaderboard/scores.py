@@ -31,7 +31,7 @@ from typing import Any
 
 from leaderboard import actions
 from leaderboard.actions import Action, open_actions_attribute
-from leaderboard.aws import dynamodb, sqs
+from leaderboard.aws import batch_get, dynamodb, sqs
 from leaderboard.config import settings
 from leaderboard.game import ActionType, game
 from leaderboard.identity import Identity
@@ -227,13 +227,13 @@ def _players_own(
     item = item or {}
     if "banned_at" in item:
         raise Forbidden("This player is banned.", security_event=SecurityEvent.BANNED_PLAYER_REFUSED)
+    refusal = _refusal(action, accepted.score, accepted.accepted_at_ms)
     if accepted.action_id not in item.get(open_actions_attribute(action.type), {}).get("SS", []):
         if not action.belongs_to(accepted.user_id):
             raise NotFound("You have no such action.")
-        if action.expires_at_ms <= accepted.accepted_at_ms:
-            raise Conflict("This action has expired.")
+        if isinstance(refusal, Conflict):  # expired, whether or not the set still held it
+            raise refusal
         raise Conflict("This action already has a score.")
-    refusal = _refusal(action, accepted.score, accepted.accepted_at_ms)
     if refusal:
         raise refusal
     names = {"#open": open_actions_attribute(action.type)}
@@ -324,12 +324,7 @@ def _read(user_id: str, receipt: Receipt | None) -> tuple[dict[str, Any] | None,
         settings.player_totals_table: {"Keys": [{"user_id": {"S": user_id}}], "ConsistentRead": True},
         table: {"Keys": [receipt.key], "ConsistentRead": True},
     }
-    found: dict[str, list[dict[str, Any]]] = {}
-    while request:
-        response = dynamodb().batch_get_item(RequestItems=request)
-        for name, items in response["Responses"].items():
-            found.setdefault(name, []).extend(items)
-        request = response.get("UnprocessedKeys") or None
+    found = batch_get(request)
     players, receipts = found.get(settings.player_totals_table, []), found.get(table, [])
     live = [found for found in receipts if receipt.is_live(found, actions.now_ms())]
     return (players[0] if players else None), (live[0] if live else None)
