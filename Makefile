@@ -18,11 +18,13 @@ VENV := .venv
 TOOLS := .venv-tools
 CHECKOV := .venv-checkov
 PY := $(VENV)/bin/python
-PIP_QUIET := --quiet --disable-pip-version-check
+# The lock files (requirements*.txt, made from requirements*.in by `make lock`) pin every package, transitive ones
+# included, with the hashes of its files: pip installs nothing else and nothing altered.
+PIP_INSTALL := --quiet --disable-pip-version-check --require-hashes
 # This machine's pip config names local wheel folders that may be absent; their warnings are noise.
 PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
-.PHONY: help run invoke rebuild demo test lint typecheck unit integration template e2e bench clean
+.PHONY: help lock run invoke rebuild demo test lint typecheck unit integration template e2e bench clean
 
 help:
 	@echo "make run                              start the whole stack locally (page and API on :3000, the live feed on :3001)"
@@ -30,30 +32,43 @@ help:
 	@echo "make rebuild [BOARD=weekly [SEASON=2026-W49]]  restore the boards in Redis from DynamoDB (local stack, or REDIS_URL)"
 	@echo "make demo [PLAYERS=12] [MINUTES=3]    simulated players on the running stack (watch http://127.0.0.1:3000/)"
 	@echo "make test                             lint, types, unit, integration, template checks, e2e"
+	@echo "make lock                             the hashed lock files (requirements*.txt) from requirements*.in"
 	@echo "make bench                            benchmarks -> bench/results.json, BENCHMARKS.md (BENCH_PLAYERS=N for a quick run)"
 	@echo "make e2e API_URL=https://... WS_URL=wss://... LIVE_HTTP_URL=https://...  the e2e suite against a deployed stack"
 
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+$(VENV)/.installed: requirements-pip.txt requirements-dev.txt
 	@echo "==> Setting up $(VENV) with $$($(PYTHON) --version) and the dev dependencies (first run takes about a minute)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | $(PIP_FILTER)
-	@$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt 2>&1 | $(PIP_FILTER)
+	@$(PY) -m pip install $(PIP_INSTALL) -r requirements-pip.txt 2>&1 | $(PIP_FILTER)
+	@$(PY) -m pip install $(PIP_INSTALL) -r requirements-dev.txt 2>&1 | $(PIP_FILTER)
 	@touch $@
 
-$(TOOLS)/.installed: requirements-tools.txt
+$(TOOLS)/.installed: requirements-pip.txt requirements-tools.txt
 	@echo "==> Setting up $(TOOLS) with aws-sam-cli and cfn-lint (first run takes a few minutes)"
 	@test -x $(TOOLS)/bin/python || $(TOOLS_PYTHON) -m venv $(TOOLS)
-	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | $(PIP_FILTER)
-	@$(TOOLS)/bin/python -m pip install $(PIP_QUIET) -r requirements-tools.txt 2>&1 | $(PIP_FILTER)
+	@$(TOOLS)/bin/python -m pip install $(PIP_INSTALL) -r requirements-pip.txt 2>&1 | $(PIP_FILTER)
+	@$(TOOLS)/bin/python -m pip install $(PIP_INSTALL) -r requirements-tools.txt 2>&1 | $(PIP_FILTER)
 	@touch $@
 
 # checkov pins boto3 and urllib3 apart from aws-sam-cli's: a venv of its own.
-$(CHECKOV)/.installed: requirements-checkov.txt
+$(CHECKOV)/.installed: requirements-pip.txt requirements-checkov.txt
 	@echo "==> Setting up $(CHECKOV) with checkov (first run takes a minute)"
 	@test -x $(CHECKOV)/bin/python || $(TOOLS_PYTHON) -m venv $(CHECKOV)
-	@$(CHECKOV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | $(PIP_FILTER)
-	@$(CHECKOV)/bin/python -m pip install $(PIP_QUIET) -r requirements-checkov.txt 2>&1 | $(PIP_FILTER)
+	@$(CHECKOV)/bin/python -m pip install $(PIP_INSTALL) -r requirements-pip.txt 2>&1 | $(PIP_FILTER)
+	@$(CHECKOV)/bin/python -m pip install $(PIP_INSTALL) -r requirements-checkov.txt 2>&1 | $(PIP_FILTER)
 	@touch $@
+
+# The lock files from the requirements*.in: every package pinned with its files' hashes. The layer's is for Lambda
+# (CPython 3.13 on arm64); the venvs' hold for any platform. Run after changing a .in; commit both.
+UV_COMPILE = UV_CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --no-strip-extras
+lock: $(TOOLS)/.installed
+	@echo "==> Locking layers/common/requirements.txt, requirements-dev.txt, requirements-tools.txt, requirements-checkov.txt, requirements-pip.txt"
+	@$(UV_COMPILE) layers/common/requirements.in --python-version 3.13 --python-platform aarch64-manylinux_2_34 \
+	  -o layers/common/requirements.txt
+	@$(UV_COMPILE) requirements-dev.in --universal --python-version 3.13 -c layers/common/requirements.txt -o requirements-dev.txt
+	@$(UV_COMPILE) requirements-tools.in --universal --python-version 3.11 -o requirements-tools.txt
+	@$(UV_COMPILE) requirements-checkov.in --universal --python-version 3.11 -o requirements-checkov.txt
+	@$(UV_COMPILE) requirements-pip.in --universal --python-version 3.11 -o requirements-pip.txt
 
 run: $(VENV)/.installed
 	@$(PY) -m local

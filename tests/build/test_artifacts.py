@@ -39,6 +39,7 @@ DEV_FILES += ("*.orig", "*.rej", "*.swp", "*~")
 # then each package folder of ContentUri less these (the Makefile's LEAVE_OUT), then bytecode for every module. The
 # manifest and the Makefile stay behind.
 LAYER_REQUIREMENTS = "requirements.txt"
+PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
 LAYER_LEAVES_OUT: tuple[str, ...] = ("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache", "tests")
 LAYER_LEAVES_OUT += ("conftest.py", "test_*.py")
 # Bytecode, PEP 552's header: the magic number of the runtime's CPython (importlib's MAGIC_NUMBER, fixed within a
@@ -240,15 +241,14 @@ def test_the_layer_has_each_pinned_requirement_installed(build: Build) -> None:
     for dist_info in layer.python_dir.glob("*.dist-info"):
         name, _, version = dist_info.name.removesuffix(".dist-info").rpartition("-")
         installed[re.sub(r"[-_.]+", "-", name).lower()] = version
-    missing = []
-    for line in (layer.source_dir / LAYER_REQUIREMENTS).read_text().splitlines():
-        requirement = line.partition("#")[0].strip()
-        if not requirement:
-            continue
-        name, _, version = requirement.partition("==")
-        name = re.sub(r"[-_.]+", "-", name.partition("[")[0].strip()).lower()
-        if installed.get(name) != version.strip():
-            missing.append(f"{requirement}: installed {installed.get(name)}")
+    # The lock file: one `name==version \` line per package (transitive ones included), then its hashes.
+    pinned = PINNED.findall((layer.source_dir / LAYER_REQUIREMENTS).read_text())
+    assert pinned, f"no pins in {LAYER_REQUIREMENTS}"
+    missing = [
+        f"{name}=={version}: installed {installed.get(normal)}"
+        for name, version in pinned
+        if installed.get(normal := re.sub(r"[-_.]+", "-", name).lower()) != version
+    ]
     assert not missing, "\n".join(missing)
 
 

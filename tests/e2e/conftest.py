@@ -22,15 +22,34 @@ import pytest
 from clients.signed_api import ExecuteApiAuth
 from local.processes import RuntimeProcess, free_port, start_serving
 from local.services import Endpoints, aws_session, read_running_stack
+from tests.e2e.secrets_seen import SecretsSeen
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-STATE_DIR = PROJECT_ROOT / ".local" / "e2e"
+# E2E_STATE_DIR lets two e2e sessions run side by side, each with a runtime of its own.
+STATE_DIR = Path(os.environ.get("E2E_STATE_DIR") or PROJECT_ROOT / ".local" / "e2e")
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
 # The suite registers and reads far more from 127.0.0.1 than one client would: the local runtime it starts lifts the
 # per-address limits on registrations and reads (template parameters; test_limits_api.py tests them on a runtime of
 # its own). A deployed stack the suite runs against needs the same (`sam deploy --parameter-overrides ...`).
 LIMITS = ["RegistrationsPerAddressPerHour=100000", "ReadsPerAddressPerMinute=100000"]
+# Every log line the functions can write, DEBUG included: test_log_hygiene.py reads them all for secrets.
+PARAMETERS = [*LIMITS, "LogLevel=DEBUG"]
+# The state folders of the local runtimes this session started: their logs are what test_log_hygiene.py reads.
+RUNTIME_STATE_DIRS: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_seen() -> Iterator[SecretsSeen]:
+    """Every password, token and key the session sends or is answered over HTTP (see secrets_seen.py)."""
+    seen = SecretsSeen()
+    with seen.recording():
+        yield seen
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The log hygiene check runs last, over the logs of everything before it."""
+    items.sort(key=lambda item: item.path.name == "test_log_hygiene.py")
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +59,7 @@ def api_url() -> Iterator[str]:
     if deployed:
         yield deployed.rstrip("/")
         return
-    with local_runtime(STATE_DIR, dict(os.environ), LIMITS) as api_url:
+    with local_runtime(STATE_DIR, dict(os.environ), PARAMETERS) as api_url:
         yield api_url
 
 
@@ -54,6 +73,7 @@ def local_runtime(state_dir: Path, environment: dict[str, str], parameter_overri
         arguments = ["--parameter-overrides", *parameter_overrides]
         return RuntimeProcess(state_dir, state_dir / "runtime.log", environment | ports, arguments)
 
+    RUNTIME_STATE_DIRS.append(state_dir)
     try:
         runtime = start_serving(on_free_ports, START_TIMEOUT_SECONDS)
     except RuntimeError as failed:

@@ -6,8 +6,12 @@ installed from the pins (the layer's requirements.txt and requirements-dev.txt),
 """
 
 import importlib.metadata
+import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from packaging.markers import Marker
 from packaging.version import Version
 
 # package: (the lowest acceptable version, why)
@@ -29,3 +33,107 @@ def test_a_security_critical_package_is_at_or_above_its_last_fix(package: str) -
     floor, why = FLOORS[package]
     installed = Version(importlib.metadata.version(package))
     assert installed >= Version(floor), f"{package} {installed} is below {floor}: {why}"
+
+
+# Every venv and the layer install from a lock file that `make lock` compiles from the .in beside it: every package,
+# transitive ones included, pinned to one version with the sha256 of each of its files (pip --require-hashes).
+LOCKS = {
+    "layers/common/requirements.txt": "layers/common/requirements.in",
+    "requirements-dev.txt": "requirements-dev.in",
+    "requirements-tools.txt": "requirements-tools.in",
+    "requirements-checkov.txt": "requirements-checkov.in",
+    "requirements-pip.txt": "requirements-pip.in",
+}
+ROOT = Path(__file__).resolve().parents[2]
+REQUIREMENT = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)\s*(?:;(?P<marker>[^\\]+))?"
+)
+
+
+@dataclass(frozen=True)
+class Locked:
+    name: str
+    version: str
+    marker: str | None
+    hashes: tuple[str, ...]
+
+
+def normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked(path: str) -> dict[str, Locked]:
+    """The lock file's packages by normalized name; fails on any line that is not a pin, a hash or a comment."""
+    packages: dict[str, Locked] = {}
+    current: Locked | None = None
+    for line in (ROOT / path).read_text().splitlines():
+        stripped = line.strip().removesuffix("\\").strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("--hash=sha256:"):
+            assert current is not None, f"{path}: a hash before any pin"
+            current = packages[normal(current.name)] = Locked(
+                current.name, current.version, current.marker, (*current.hashes, stripped.removeprefix("--hash="))
+            )
+            continue
+        match = REQUIREMENT.match(stripped)
+        assert match, f"{path}: not a pinned requirement: {line!r}"
+        current = Locked(match["name"], match["version"], (match["marker"] or "").strip() or None, ())
+        packages[normal(current.name)] = current
+    return packages
+
+
+def pins(path: str) -> dict[str, str]:
+    """The `name==version` pins written in a .in file (its `-r` includes followed)."""
+    found: dict[str, str] = {}
+    for line in (ROOT / path).read_text().splitlines():
+        requirement = line.partition("#")[0].strip()
+        if requirement.startswith("-r "):
+            found |= pins(requirement.removeprefix("-r ").strip())
+        elif match := REQUIREMENT.match(requirement):
+            found[normal(match["name"])] = match["version"]
+    return found
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_a_lock_pins_every_package_to_one_version_with_the_hashes_of_its_files(lock: str) -> None:
+    packages = locked(lock)
+    assert packages, f"{lock} pins nothing"
+    unhashed = [name for name, package in packages.items() if not package.hashes]
+    assert not unhashed, f"{lock}: pinned without a hash: {unhashed}"
+    assert all(len(digest) == len("sha256:") + 64 for package in packages.values() for digest in package.hashes)
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_a_lock_holds_what_its_in_file_pins(lock: str) -> None:
+    packages = locked(lock)
+    stale = {
+        name: (version, packages[name].version if name in packages else None)
+        for name, version in pins(LOCKS[lock]).items()
+        if name not in packages or packages[name].version != version
+    }
+    assert not stale, f"{lock} is stale against {LOCKS[lock]} (pinned, locked): {stale}; run make lock"
+
+
+def test_the_layer_and_the_dev_venv_lock_the_same_versions() -> None:
+    layer, dev = locked("layers/common/requirements.txt"), locked("requirements-dev.txt")
+    differ = {
+        name: (package.version, dev[name].version)
+        for name, package in layer.items()
+        if dev[name].version != package.version
+    }
+    assert not differ, f"the tests would run other versions than Lambda's (layer, dev): {differ}"
+
+
+def test_this_venv_runs_what_the_dev_lock_pins() -> None:
+    applies = [
+        package
+        for package in locked("requirements-dev.txt").values()
+        if package.marker is None or Marker(package.marker).evaluate()
+    ]
+    drifted = {
+        package.name: (package.version, installed)
+        for package in applies
+        if (installed := importlib.metadata.version(package.name)) != package.version
+    }
+    assert not drifted, f"installed apart from the lock (locked, installed): {drifted}; make clean, then make test"
