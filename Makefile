@@ -30,10 +30,13 @@ help:
 	@echo "make run                              start the whole stack locally (page and API on :3000, the live feed on :3001)"
 	@echo "make invoke FN=<LogicalId> EVENT=events/<file>.json   run one function on one event (no Docker)"
 	@echo "make rebuild [BOARD=weekly [SEASON=2026-W49]]  restore the boards in Redis from DynamoDB (local stack, or REDIS_URL)"
+	@echo "make redrive [STACK=<name>] [DRY_RUN=1] [DELETE_INVALID=1]  the scores dead-letter queue back to ScoresQueue, once each"
 	@echo "make demo [PLAYERS=12] [MINUTES=3]    simulated players on the running stack (watch http://127.0.0.1:3000/)"
-	@echo "make test                             lint, types, unit, integration, template checks, e2e"
+	@echo "make test                             lint, types, unit, integration, template checks, e2e, faults"
+	@echo "make faults                           faults under load on the local runtime (about 2 minutes)"
 	@echo "make lock                             the hashed lock files (requirements*.txt) from requirements*.in"
 	@echo "make bench                            benchmarks -> bench/results.json, BENCHMARKS.md (BENCH_PLAYERS=N for a quick run)"
+	@echo "make load [LOAD_USERS=10,40,120] [LOAD_VIEWERS=20] [LOAD_SECONDS=60]  load test -> load/results.json, load/results.md"
 	@echo "make e2e API_URL=https://... WS_URL=wss://... LIVE_HTTP_URL=https://...  the e2e suite against a deployed stack"
 
 $(VENV)/.installed: requirements-pip.txt requirements-dev.txt
@@ -82,6 +85,14 @@ invoke: $(VENV)/.installed
 rebuild: $(VENV)/.installed
 	@echo '{$(if $(BOARD),"board": "$(BOARD)"$(if $(SEASON),$(comma) "season": "$(SEASON)"))}' | $(PY) -m local.invoke RebuildBoardFunction -
 
+# Move the players' changes in the scores dead-letter queue back to ScoresQueue, once each (DEPLOY.md, section 7): on
+# the running local stack, or STACK=<name> for a deployed one. DRY_RUN=1 only shows what it would do; a message that
+# is no change is reported and left, or deleted with DELETE_INVALID=1.
+.PHONY: redrive
+redrive: $(VENV)/.installed
+	@PYTHONPATH=.:layers/common $(PY) -m scripts.redrive $(if $(STACK),--stack-name $(STACK)) \
+	  $(if $(DRY_RUN),--dry-run) $(if $(DELETE_INVALID),--delete-invalid)
+
 # Simulated players on the running stack (`make run` in another terminal; API_URL=... for a deployed one).
 demo: $(VENV)/.installed
 	@$(PY) -m scripts.demo $(if $(PLAYERS),--players $(PLAYERS)) $(if $(MINUTES),--minutes $(MINUTES))
@@ -93,7 +104,7 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	@echo "==> mypy"
-	@$(VENV)/bin/mypy layers/common/leaderboard functions local scripts clients
+	@$(VENV)/bin/mypy layers/common/leaderboard functions local scripts clients load
 
 unit: $(VENV)/.installed
 	@echo "==> unit tests"
@@ -135,10 +146,22 @@ e2e: $(VENV)/.installed $(CHROMIUM)
 	@echo "==> e2e tests against $${API_URL:-the local runtime}"
 	@$(PY) -m pytest tests/e2e -q
 
-test: lint typecheck unit integration template e2e
+# Redis killed, the consumer killed, duplicates, poison, throttling, a season's reset, all under load (tests/faults).
+.PHONY: faults
+faults: $(VENV)/.installed
+	@echo "==> faults under load (a local runtime of their own, in .local/faults)"
+	@$(PY) -m pytest tests/faults -q
+
+test: lint typecheck unit integration template e2e faults
 
 bench: $(VENV)/.installed
 	@PYTHONPATH=.:layers/common $(PY) -m bench
+
+# Players and live-feed viewers under locust, headless and bounded, one step per LOAD_USERS count; then every total
+# checked exact. Without API_URL it starts the local runtime itself. (load/ is also a folder: the target is phony.)
+.PHONY: load
+load: $(VENV)/.installed
+	@$(PY) -m load
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(CHECKOV) .aws-sam .local build .pytest_cache .mypy_cache .ruff_cache

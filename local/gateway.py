@@ -413,7 +413,8 @@ class Gateway:
     def app(self) -> web.Application:
         """The aiohttp application serving every path."""
         application = web.Application(client_max_size=MAX_PAYLOAD_BYTES)
-        application.router.add_route("*", "/{path:.*}", self.handle)
+        # Not `.*`: a dot does not match a newline a client sent as %0A, and aiohttp would answer its own 404.
+        application.router.add_route("*", r"/{path:[\s\S]*}", self.handle)
         return application
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -2,19 +2,16 @@
 local/game.json; against API_URL, E2E_GAME_FILE or template.yaml's GAME); scores from the studio's servers and
 moderation on IAM-signed routes. Every refusal is checked to change nothing a client can see."""
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from bench import template_game
 from clients.signed_api import ExecuteApiAuth
-from leaderboard.game import ActionType, parse
+from leaderboard.game import ActionType
 from local.services import Endpoints
-from local.template import LOCAL_GAME_FILE
+from tests.e2e.hostile import game_under_test
 from tests.e2e.play import wait_until_scorable
 from tests.e2e.test_scores_api import Player, standing, wait_for_total
 
@@ -24,15 +21,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def limited(local_stack: Endpoints | None) -> ActionType:
     """The game's action type with every fair-play limit (the one the rules are proven on)."""
-    if local_stack is not None:
-        document = Path(os.environ.get("LOCAL_GAME_FILE") or LOCAL_GAME_FILE).read_text()
-    elif os.environ.get("E2E_GAME_FILE"):
-        document = Path(os.environ["E2E_GAME_FILE"]).read_text()
-    else:
-        document = template_game()
     kinds = [
         kind
-        for kind in parse(document).action_types.values()
+        for kind in game_under_test(local_stack).action_types.values()
         if kind.min_duration_seconds and kind.max_scores_per_hour and kind.max_points_per_hour
     ]
     assert kinds, "the game under test has no action type with every fair-play limit"

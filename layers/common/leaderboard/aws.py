@@ -4,8 +4,12 @@ boto3 is imported here and only when a client is first needed: functions that ne
 SDK (the authorizer) never pay its ~200 ms import.
 """
 
+import random
+import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
+
+from leaderboard.problems import ServiceUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -24,14 +28,26 @@ def dynamodb() -> "DynamoDBClient":
     return boto3.client("dynamodb", config=config)
 
 
+# DynamoDB leaves keys unprocessed when it throttles a batch: ask again after these pauses (seconds, doubling as AWS
+# advises), then give up: asking at once, and for as long as it throttles, would spin until the function's timeout.
+_UNPROCESSED_PAUSES = (0.05, 0.1, 0.2, 0.4)
+
+
 def batch_get(request: Any) -> dict[str, list[dict[str, Any]]]:
-    """A BatchGetItem's items per table, asking again for what DynamoDB left unprocessed."""
+    """A BatchGetItem's items per table, asking again (backing off) for what DynamoDB left unprocessed;
+    ServiceUnavailable if it still leaves some after a few tries."""
     found: dict[str, list[dict[str, Any]]] = {}
+    pauses = iter(_UNPROCESSED_PAUSES)
     while request:
         response = dynamodb().batch_get_item(RequestItems=request)
         for table, items in response["Responses"].items():
             found.setdefault(table, []).extend(items)
         request = response.get("UnprocessedKeys") or None
+        if request:
+            pause = next(pauses, None)
+            if pause is None:
+                raise ServiceUnavailable("The service is busy; try again.", retry_after=1)
+            time.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter, not security
     return found
 
 

@@ -66,11 +66,17 @@ def sync(batch: Mapping[str, PlayerChanged], now_ms: int, pause: Callable[[float
         if ledger.banned_at_ms is not None:
             continue
         for key in keys & ledger.seasons.keys():
-            if game().readable_season(*key, now_ms) is None:
-                continue  # a change that waited in the dead-letter queue past its season's readable days
             points, reached_at_ms = ledger.seasons[key]
+            if not _readable(key, reached_at_ms, now_ms):
+                continue  # a change that waited in the dead-letter queue past its season's readable days
             synced.points[key].append(PlayerTotal(user_id, ledger.display_name, points, reached_at_ms))
     return synced
+
+
+def _readable(key: SeasonKey, reached_at_ms: int, now_ms: int) -> bool:
+    """Whether the season is readable. One the points were reached in has started, even if this function's clock has
+    not reached its start yet: the clock of the function that accepted the score may run a little ahead of it."""
+    return game().readable_season(*key, max(now_ms, reached_at_ms)) is not None
 
 
 def _rev(item: dict[str, Any] | None) -> int:
@@ -132,7 +138,7 @@ def rebuild(now_ms: int, wanted: Callable[[SeasonKey], bool] = _every, chunk: in
     written: dict[SeasonKey, int] = defaultdict(int)
     pending: dict[SeasonKey, list[PlayerTotal]] = defaultdict(list)
     for key, player in all_points(wanted):
-        if game().readable_season(*key, now_ms) is None:
+        if not _readable(key, player.reached_at_ms, now_ms):
             continue
         pending[key].append(player)
         if len(pending[key]) == chunk:
