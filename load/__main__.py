@@ -4,7 +4,9 @@ Without ``API_URL`` it starts the local runtime itself (what ``make run`` starts
 ``LOAD_STATE_DIR``, default .local/load) with the per-address limits on registrations and reads lifted, as the e2e
 suite does: every player of the load registers and reads from 127.0.0.1, one address, which those limits are there
 to stop. Against a deployed stack give ``API_URL``, ``WS_URL`` and ``LIVE_HTTP_URL`` (deployed with the same
-limits lifted: ``sam deploy --parameter-overrides RegistrationsPerAddressPerHour=... ReadsPerAddressPerMinute=...``).
+limits lifted: ``sam deploy --parameter-overrides RegistrationsPerAddressPerHour=... ReadsPerAddressPerMinute=...``),
+and ``LOAD_GAME_FILE`` if it runs another game than template.yaml's: the totals are checked on the boards it says
+the players' matches feed.
 
 ``LOAD_USERS`` players (a comma-separated list runs one step per count, one after the other, each on a fresh local
 runtime; on a deployed stack, one after the other on it),
@@ -25,9 +27,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench import template_game
+from leaderboard.game import Game, parse
 from load.run import GATEWAY, MOTO, PROJECT_ROOT, Load, Target, run_step
+from local.processes import LIFTED_ADDRESS_LIMITS, LocalRuntimeError, local_runtime
 from local.services import read_running_stack
-from tests.e2e.conftest import LIMITS, local_runtime
+from local.template import LOCAL_GAME_FILE
 
 DEFAULT_USERS = "10,40,120"  # on 2 cores: below the knee, around it, past it
 DEFAULT_VIEWERS = 20
@@ -54,10 +59,14 @@ def main() -> int:
         if not (realtime_url and http_url):
             print("API_URL names a deployed stack: set WS_URL and LIVE_HTTP_URL too", file=sys.stderr)
             return 2
-        target = Target(deployed.rstrip("/"), realtime_url, urlsplit(http_url).netloc)
+        target = Target(deployed.rstrip("/"), realtime_url, urlsplit(http_url).netloc, game_under_load(deployed=True))
         steps = [run_reported(target, load, state_dir / f"step-{load.players}-players") for load in loads]
     else:
-        steps = [on_a_fresh_runtime(load, state_dir / f"step-{load.players}-players") for load in loads]
+        try:
+            steps = [on_a_fresh_runtime(load, state_dir / f"step-{load.players}-players") for load in loads]
+        except LocalRuntimeError as failed:
+            print(failed, file=sys.stderr)
+            return 1
 
     results = {
         "command": command_line(),
@@ -81,11 +90,23 @@ def on_a_fresh_runtime(load: Load, state_dir: Path) -> dict[str, Any]:
     """One step on a local runtime of its own: every step starts from empty boards (on one shared stack, the players
     of earlier steps would hold the top 10 and the feed would have less to publish) and the same lazy workers."""
     print(f"starting the local runtime (log in {state_dir / 'runtime.log'})", flush=True)
-    with local_runtime(state_dir, dict(os.environ), LIMITS) as api_url:
+    with local_runtime(state_dir, os.environ, LIFTED_ADDRESS_LIMITS) as api_url:
         endpoints = read_running_stack(state_dir / "stack.json")
         assert endpoints is not None
-        target = Target(api_url, endpoints.live_url, urlsplit(endpoints.live_http_url).netloc, endpoints)
+        live_host = urlsplit(endpoints.live_http_url).netloc
+        target = Target(api_url, endpoints.live_url, live_host, game_under_load(deployed=False), endpoints)
         return run_reported(target, load, state_dir)
+
+
+def game_under_load(deployed: bool) -> Game:
+    """The game the stack runs, whose boards the totals are checked on: the local runtime's (as it reads it:
+    LOCAL_GAME_FILE, default local/game.json; empty, template.yaml's GAME) or a deployed stack's (LOAD_GAME_FILE,
+    default template.yaml's GAME)."""
+    if deployed:
+        game_file = os.environ.get("LOAD_GAME_FILE", "")
+    else:
+        game_file = os.environ.get("LOCAL_GAME_FILE", str(LOCAL_GAME_FILE))
+    return parse(Path(game_file).read_text() if game_file else template_game())
 
 
 def run_reported(target: Target, load: Load, work_dir: Path) -> dict[str, Any]:
@@ -109,12 +130,20 @@ def summary_line(step: dict[str, Any]) -> str:
     totals, feed = step["totals"], step["live_feed"]
     return (
         f"{every['requests_per_second']} req/s, p50 {every['p50_ms']} ms, p99 {every['p99_ms']} ms, "
-        f"{step['failures']} failures, {len(step['exceptions'])} exceptions; totals exact: "
+        f"{step['failures']} failures, {len(step['exceptions'])} exceptions; totals exact on {boards_checked(totals)}: "
         f"{'yes' if totals['exact'] else 'NO'} ({totals['accepted_scores']} scores of {totals['players']} players, "
         f"drained in {totals['drained_in_seconds']} s); viewers: {feed['viewers']}, "
         f"{feed['top10_messages']} top-10 messages ({feed['out_of_order_dropped']} out of order, dropped), "
         f"{feed['error_count']} errors; "
         f"CPU: machine {step['cpu']['machine_busy_cores']} of {step['cpu']['machine_cores']} cores"
+    )
+
+
+def boards_checked(totals: dict[str, Any]) -> str:
+    """The boards whose standings were checked, and those skipped (a score too near one of their resets)."""
+    return ", ".join(
+        f"{board} (skipped: a score too near its reset)" if checked["skipped"] else board
+        for board, checked in totals["boards"].items()
     )
 
 
@@ -206,7 +235,19 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{moto['under_load_p50']} ms, p99 {moto['under_load_p99']} ms ({moto['samples']} samples).",
                 "",
             ]
-        findings = [*step["exceptions"], *step["live_feed"]["errors"], *map(str, step["totals"]["mismatches"])]
+        totals = step["totals"]
+        skipped = [
+            f"{board} not checked: {checked['skipped']}"
+            for board, checked in totals["boards"].items()
+            if checked["skipped"]
+        ]
+        standings = sum(checked["standings_checked"] for checked in totals["boards"].values())
+        inexact = sum(checked["inexact"] for checked in totals["boards"].values())
+        verdict = (
+            "all exact" if totals["exact"] else f"{inexact} NOT exact, {totals['unsettled_posts']} posts unsettled"
+        )
+        lines += [f"Totals: {standings} standings (player, board, season) on {boards_checked(totals)}: {verdict}.", ""]
+        findings = [*step["exceptions"], *step["live_feed"]["errors"], *map(str, totals["mismatches"]), *skipped]
         if findings:
             lines += ["Findings:", "", *(f"- {finding}" for finding in findings), ""]
     return "\n".join(lines)

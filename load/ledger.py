@@ -6,6 +6,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# What every player plays: its scores feed the boards whose `action_types` name it (the game's definition).
+ACTION_TYPE = "match"
+
+
+@dataclass(frozen=True)
+class AcceptedScore:
+    """A score the API accepted (202), and when, by the load generator's clock (epoch seconds): the API accepted it
+    between the post's sending and its answer, so that is the season it counts for, unless a reset falls between."""
+
+    score: int
+    sent_at: float
+    answered_at: float
+
 
 @dataclass
 class PlayerRecord:
@@ -13,8 +26,12 @@ class PlayerRecord:
     not a new score. ``unsettled`` counts posts whose answer never came: whether they were accepted is unknown."""
 
     user_id: str
-    accepted: list[int] = field(default_factory=list)
+    accepted: list[AcceptedScore] = field(default_factory=list)
     unsettled: int = 0
+
+    @property
+    def accepted_points(self) -> int:
+        return sum(accepted.score for accepted in self.accepted)
 
 
 @dataclass
@@ -45,6 +62,13 @@ class Ledger:
     def read(cls, path: Path) -> Ledger:
         data = json.loads(path.read_text())
         return cls(
-            players=[PlayerRecord(**player) for player in data["players"]],
+            players=[
+                PlayerRecord(
+                    user_id=player["user_id"],
+                    accepted=[AcceptedScore(**accepted) for accepted in player["accepted"]],
+                    unsettled=player["unsettled"],
+                )
+                for player in data["players"]
+            ],
             viewers=[ViewerRecord(**viewer) for viewer in data["viewers"]],
         )

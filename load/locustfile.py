@@ -33,8 +33,8 @@ from locust.env import Environment
 from locust.exception import StopUser
 
 from clients.event_api import PROTOCOL, authorization_headers, header_subprotocol
-from load.ledger import Ledger, PlayerRecord, ViewerRecord
-from tests.e2e.play import wait_until_scorable
+from clients.play import wait_until_scorable
+from load.ledger import ACTION_TYPE, AcceptedScore, Ledger, PlayerRecord, ViewerRecord
 
 PASSWORD = "load test passphrase"  # noqa: S105 - throwaway players of a load test
 ANONYMOUS = "anonymous"  # the live feed's authorization for a viewer who is not logged in
@@ -138,7 +138,7 @@ class Player(HttpUser):
 
     @task(6)
     def play_a_match(self) -> None:
-        action = self.call("POST", "/v1/actions", {201}, body={"type": "match"})
+        action = self.call("POST", "/v1/actions", {201}, body={"type": ACTION_TYPE})
         if action is None:
             return
         wait_until_scorable(action)
@@ -161,12 +161,13 @@ class Player(HttpUser):
         def as_first(answer: Any) -> str | None:
             return None if first is None or answer == first else f"the replay answered {answer}, first {first}"
 
+        sent_at = time.time()
         answer = self.call("POST", "/v1/scores", {202}, name=name, body=body, headers=headers, check=as_first)
         # A post cut off (the user killed) or without an answer (status 0: the connection failed) stays unsettled.
         if self.last_status != 0:
             self.record.unsettled -= 1
         if answer is not None and first is None:
-            self.record.accepted.append(int(body["score"]))
+            self.record.accepted.append(AcceptedScore(int(body["score"]), sent_at, time.time()))
         return dict(answer) if answer is not None else None
 
     @task(3)
@@ -181,7 +182,7 @@ class Player(HttpUser):
         # Before the consumer applies a first score the player has none (404); after, the total only grows, up to
         # the sum of what was accepted.
         expected = {200} if self.standing_seen is not None else {200, 404}
-        ceiling = sum(self.record.accepted)
+        ceiling = self.record.accepted_points
 
         def wrong(mine: Any) -> str | None:
             if self.last_status == 404:

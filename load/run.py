@@ -1,5 +1,5 @@
-"""One load step: locust headless for a bounded time against a stack, then the exact-totals check, with the CPU each
-process of the local runtime and the load generator spent meanwhile.
+"""One load step: locust headless for a bounded time against a stack, then the exact-totals check on every board the
+players' scores feed, with the CPU each process of the local runtime and the load generator spent meanwhile.
 
 Locust runs as a child process (it monkey-patches the standard library for gevent; this process stays a plain one
 that measures, checks and reports).
@@ -22,7 +22,9 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]  # comes with locust, without type stubs
 import requests
 
-from load.ledger import Ledger, PlayerRecord
+from leaderboard.game import BoardDefinition, Game
+from leaderboard.seasons import rfc3339
+from load.ledger import ACTION_TYPE, Ledger, PlayerRecord
 from local.services import Endpoints, aws_session
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +32,9 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_TIMEOUT_SECONDS = 30  # users finish the task they are in (a post's answer is recorded) before they stop
 START_GRACE_SECONDS = 60  # locust's own start and the users' spawning, beyond the run time
 DRAIN_SECONDS = 120.0  # how long the consumer may take, after the load, to apply every accepted score
+# The load generator's clock against the API's (the same machine's, or NTP's): a score accepted nearer a reset than
+# this may count for either season.
+RESET_MARGIN_SECONDS = 1.0
 SAMPLE_SECONDS = 0.5
 PROBE_SECONDS = 0.25
 REQUEST_TIMEOUT_SECONDS = 30
@@ -38,13 +43,14 @@ MISMATCHES_SHOWN = 10
 
 @dataclass(frozen=True)
 class Target:
-    """The stack under load: its API, its live feed, and on the local runtime its endpoints (the runtime's process
-    tree is measured, moto's round trips timed). Locally a viewer that received nothing is a failure too: there,
-    every board the players score on changes."""
+    """The stack under load: its API, its live feed, the game it runs (whose boards the totals are checked on), and
+    on the local runtime its endpoints (the runtime's process tree is measured, moto's round trips timed). Locally a
+    viewer that received nothing is a failure too: there, every board the players score on changes."""
 
     api_url: str
     realtime_url: str
     live_http_host: str
+    game: Game
     local_stack: Endpoints | None = None
 
     @property
@@ -107,7 +113,7 @@ def run_step(target: Target, load: Load, work_dir: Path) -> dict[str, Any]:
     ledger = Ledger.read(ledger_path)
     routes = read_route_stats(csv_prefix)
     exceptions = read_exceptions(csv_prefix)
-    totals = check_totals(target.api_url, ledger.players)
+    totals = check_totals(target.api_url, ledger.players, target.game.boards_fed_by(ACTION_TYPE, by_server=False))
     viewers = summarize_viewers(ledger, target.local)
     failures = sum(route["failures"] for route in routes if route["name"] != "Aggregated")
     ok = generator.returncode == 0 and failures == 0 and not exceptions and totals["exact"] and viewers["ok"]
@@ -159,24 +165,70 @@ def read_exceptions(csv_prefix: Path) -> list[str]:
         return [f"{row['Count']} x {row['Message']}" for row in csv.DictReader(found)]
 
 
-def check_totals(api_url: str, players: list[PlayerRecord], drain_seconds: float = DRAIN_SECONDS) -> dict[str, Any]:
-    """Wait (at most ``drain_seconds``) until each player's total on the global board is the sum of the scores the API
-    accepted for them (a player with none has no standing: 404). A total past that sum was counted twice: no use
-    waiting for it."""
-    expected = {player.user_id: sum(player.accepted) for player in players}
-    pending, wrong, observed = set(expected), set(), dict[str, Any]()
+Standing = tuple[str, str, str]  # (board, season, user_id)
+
+
+def expected_standings(
+    players: list[PlayerRecord], boards: list[BoardDefinition], now_ms: int
+) -> tuple[dict[Standing, int | None], dict[str, str]]:
+    """What each board the players' scores feed must show for each player, in each season the load scored in (and
+    the current one): the sum or the best of the scores accepted in that season, None for none (no standing: 404).
+    A board is skipped, with the reason, when a score was accepted too near one of its resets to tell which season it
+    counts for."""
+    expected: dict[Standing, int | None] = {}
+    skipped: dict[str, str] = {}
+    for board in boards:
+        scores: dict[str, dict[str, list[int]]] = {board.season_at(now_ms).name: {}}  # season -> user_id -> scores
+        for player in players:
+            for accepted in player.accepted:
+                earliest = board.season_at(int((accepted.sent_at - RESET_MARGIN_SECONDS) * 1000))
+                latest = board.season_at(int((accepted.answered_at + RESET_MARGIN_SECONDS) * 1000))
+                if earliest != latest:
+                    skipped[board.id] = (
+                        f"a score was accepted within {RESET_MARGIN_SECONDS:.0f} s of its {board.reset} reset at "
+                        f"{rfc3339(latest.starts_at_ms)}: {earliest.name} or {latest.name}, which is unknown"
+                    )
+                scores.setdefault(latest.name, {}).setdefault(player.user_id, []).append(accepted.score)
+        if board.id in skipped:
+            continue
+        aggregate = sum if board.aggregate == "sum" else max
+        for season, by_player in scores.items():
+            for player in players:
+                mine = by_player.get(player.user_id)
+                expected[(board.id, season, player.user_id)] = aggregate(mine) if mine else None
+    return expected, skipped
+
+
+def check_totals(
+    api_url: str, players: list[PlayerRecord], boards: list[BoardDefinition], drain_seconds: float = DRAIN_SECONDS
+) -> dict[str, Any]:
+    """Wait (at most ``drain_seconds``) until every player's standing on every board their scores feed, in every
+    season they scored in, is what the API accepted (``expected_standings``). A standing past that was counted twice
+    (or, on a board of best scores, is a score never accepted): no use waiting for it."""
+    expected, skipped = expected_standings(players, boards, int(time.time() * 1000))
+    for board, reason in skipped.items():
+        print(f"  {board}: not checked, {reason}", flush=True)
+    pending, wrong, observed = set(expected), set[Standing](), dict[Standing, Any]()
     started = time.monotonic()
     with requests.Session() as http:
         while pending and time.monotonic() - started < drain_seconds:
-            for user_id in sorted(pending):
-                response = http.get(f"{api_url}/v1/scores/{user_id}", timeout=REQUEST_TIMEOUT_SECONDS)
-                total = int(response.json()["score"]) if response.status_code == 200 else 0
-                observed[user_id] = total if response.status_code in (200, 404) else f"status {response.status_code}"
-                if total == expected[user_id] and response.status_code in (200, 404):
-                    pending.discard(user_id)
-                elif isinstance(observed[user_id], int) and total > expected[user_id]:
-                    pending.discard(user_id)
-                    wrong.add(user_id)
+            for standing in sorted(pending):
+                board, season, user_id = standing
+                response = http.get(
+                    f"{api_url}/v1/boards/{board}/scores/{user_id}",
+                    params={"season": season},
+                    timeout=REQUEST_TIMEOUT_SECONDS,
+                )
+                if response.status_code not in (200, 404):
+                    observed[standing] = f"status {response.status_code}"
+                    continue
+                shown = int(response.json()["score"]) if response.status_code == 200 else None
+                observed[standing] = shown
+                if shown == expected[standing]:
+                    pending.discard(standing)
+                elif shown is not None and shown > (expected[standing] or 0):
+                    pending.discard(standing)
+                    wrong.add(standing)
             if pending:
                 time.sleep(1.0)
     off = sorted(pending | wrong)
@@ -184,12 +236,31 @@ def check_totals(api_url: str, players: list[PlayerRecord], drain_seconds: float
     return {
         "players": len(players),
         "accepted_scores": sum(len(player.accepted) for player in players),
-        "accepted_points": sum(expected.values()),
+        "accepted_points": sum(player.accepted_points for player in players),
         "exact": not off and unsettled == 0,
-        "inexact_players": len(off),
+        "boards": {
+            board.id: {
+                "aggregate": board.aggregate,
+                "reset": board.reset,
+                "seasons": sorted({season for (board_id, season, _) in expected if board_id == board.id}),
+                "standings_checked": sum(1 for standing in expected if standing[0] == board.id),
+                "with_points": sum(1 for standing, points in expected.items() if standing[0] == board.id and points),
+                "inexact": sum(1 for standing in off if standing[0] == board.id),
+                "skipped": skipped.get(board.id),
+            }
+            for board in boards
+        },
+        "inexact_players": len({user_id for (_, _, user_id) in off}),
         "mismatches": [
-            {"user_id": user_id, "accepted": expected[user_id], "on_the_board": observed.get(user_id)}
-            for user_id in off[:MISMATCHES_SHOWN]
+            {
+                "board": board,
+                "season": season,
+                "user_id": user_id,
+                "accepted": expected[standing],
+                "on_the_board": observed.get(standing),
+            }
+            for standing in off[:MISMATCHES_SHOWN]
+            for board, season, user_id in [standing]
         ],
         "unsettled_posts": unsettled,
         "drained_in_seconds": round(time.monotonic() - started, 1),

@@ -2,6 +2,9 @@
 
 Each child (moto, Redis, every worker) leads its own process group, so Ctrl-C in the terminal reaches only the runtime,
 which then stops the children in order, and stopping a child also stops anything that child started.
+
+``local_runtime`` runs the runtime itself as a child, on free ports, for a block: the harness of the e2e and fault
+tests and of the load test.
 """
 
 from __future__ import annotations
@@ -14,10 +17,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# A local runtime that a test session or a load test starts serves many players, all from 127.0.0.1: the per-address
+# limits on registrations and reads, there to stop one client, are lifted (template parameters; test_limits_api.py
+# tests them on a runtime of its own). A deployed stack under the same needs them too (`sam deploy
+# --parameter-overrides ...`).
+LIFTED_ADDRESS_LIMITS = ["RegistrationsPerAddressPerHour=100000", "ReadsPerAddressPerMinute=100000"]
+RUNTIME_START_SECONDS = 90.0
+RUNTIME_STOP_SECONDS = 30.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -230,3 +240,36 @@ class RuntimeProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         return code, orphans
+
+
+class LocalRuntimeError(RuntimeError):
+    """The local runtime did not start, or did not stop cleanly; the message holds its output."""
+
+
+@contextlib.contextmanager
+def local_runtime(state_dir: Path, environment: Mapping[str, str], parameter_overrides: Sequence[str]) -> Iterator[str]:
+    """`python -m local` on free ports with these template parameters, for the block; its API's URL. At the end it
+    is stopped as Ctrl-C stops it, and must exit 0 and leave no process behind. LocalRuntimeError otherwise, and if it
+    does not start."""
+    from local.services import read_running_stack  # not at the top: local.services imports this module
+
+    def on_free_ports() -> RuntimeProcess:
+        ports = {"LOCAL_API_PORT": str(free_port()), "LOCAL_EVENT_API_PORT": str(free_port())}
+        arguments = ["--parameter-overrides", *parameter_overrides]
+        return RuntimeProcess(state_dir, state_dir / "runtime.log", {**environment, **ports}, arguments)
+
+    try:
+        runtime = start_serving(on_free_ports, RUNTIME_START_SECONDS)
+    except RuntimeError as failed:
+        raise LocalRuntimeError(str(failed)) from None
+    endpoints = read_running_stack(runtime.state_file)
+    try:
+        if endpoints is None:
+            raise LocalRuntimeError(f"the local runtime wrote {runtime.state_file} and stopped:\n{runtime.output()}")
+        yield endpoints.api_url
+    finally:
+        code, orphans = runtime.stop(timeout_seconds=RUNTIME_STOP_SECONDS)
+    if orphans:
+        raise LocalRuntimeError(f"processes left behind by the local runtime: {orphans}\n{runtime.output()}")
+    if code != 0:
+        raise LocalRuntimeError(f"the local runtime exited with {code}:\n{runtime.output()}")

@@ -24,12 +24,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+
+from clients.play import seconds_until_scorable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_API_URL = "http://127.0.0.1:3000"
@@ -187,7 +188,7 @@ class Player:
             self.adopt(await self.call("POST", "/v1/token/refresh", refresh, stop, stats))
         action = await self.call("POST", "/v1/actions", {"type": "match"}, stop, stats, bearer=True)
         # A match lasts at least the game's minimum duration: scored sooner, it would be refused (422).
-        await asyncio.sleep(max(0.0, _moment(action["scorable_at"]) - time.time()))
+        await asyncio.sleep(seconds_until_scorable(action))
         score = random.randint(1, int(action["max_score"]))  # noqa: S311 - a game score, not a secret
         body: dict[str, Any] = {"user_id": self.user_id, "score": score, "action_id": action["action_id"]}
         # The same Idempotency-Key on every retry of this score: it counts once whatever happens to the answers.
@@ -393,8 +394,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _moment(rfc3339: str) -> float:
-    """An RFC 3339 UTC moment of the API as epoch seconds."""
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()

@@ -4,14 +4,16 @@ section 7).
 A message there says "this player's ledger reached `rev`: bring the boards up to it", and got there after 5 failed
 receives (Redis unreachable for minutes, a bug since fixed), or because it is no change at all. The tool
 
-1. reads the dead-letter queue 10 messages at a time, each held invisible while it works on it;
+1. reads the dead-letter queue 10 messages at a time, each held invisible while it works on it, until the queue is
+   empty or gives back only messages this run has read (on a queue that takes longer than HOLD_SECONDS to read, those
+   it left come back: it stops there rather than go round for ever);
 2. checks every body. A valid change goes back to ScoresQueue as it is: the consumer writes the ledger's totals, never
    an increment, and a board keeps a write only if it moves the player up, so a change already applied, or sent back
    twice, counts nothing twice (and one whose score was never written is dropped by the consumer, as it would have
    been). A body that is no change can never be applied: it is reported and left, or deleted with --delete-invalid;
 3. deletes a message from the dead-letter queue only once ScoresQueue has accepted its copy (one whose delete then
-   fails is sent again by the next run: harmless, as above);
-4. makes what it left visible again, and prints a summary.
+   fails is left, and sent again by the next run: harmless, as above);
+4. makes what it left visible again (also when it stops on an error), and prints a summary.
 
 --dry-run reads and reports only. The queues: the running local stack's (`make run`: .local/stack.json, or
 $LOCAL_STATE_DIR's), or a deployed stack's, found by --stack-name in CloudFormation, or given as --dead-letter-queue-url
@@ -68,6 +70,7 @@ class Summary:
     invalid: int = 0
     deleted_invalid: int = 0
     failures: list[str] = field(default_factory=list)  # messages that should have gone (back) and did not
+    came_round: bool = False  # it stopped where the queue gave back only messages it had read
 
     def report(self, dry_run: bool, delete_invalid: bool) -> str:
         if dry_run:
@@ -84,6 +87,8 @@ class Summary:
             line += f", left {left} invalid in the dead-letter queue (--delete-invalid deletes them)"
         if self.failures:
             line += f"; {len(self.failures)} failed and stay in the dead-letter queue: run again"
+        if self.came_round:
+            line += "; it came round to messages it had read and stopped: run again for any it did not reach"
         return line
 
 
@@ -91,11 +96,19 @@ def redrive(
     sqs: SQSClient, queues: Queues, *, dry_run: bool = False, delete_invalid: bool = False, say: Say = print
 ) -> Summary:
     """Move the valid changes of the dead-letter queue back to the queue, once each; report (and with
-    `delete_invalid`, delete) the rest. What it leaves is visible again when it returns."""
+    `delete_invalid`, delete) the rest. What it leaves is visible again when it returns, or raises."""
     summary = Summary()
-    held: list[MessageTypeDef] = []  # read and left in the dead-letter queue: visible again at the end
+    # Read and left in the dead-letter queue (or not deleted yet), by id with the newest receipt: visible again at
+    # the end.
+    held: dict[str, MessageTypeDef] = {}
     try:
         while messages := _receive(sqs, queues.dead_letter_url):
+            again = [message for message in messages if message["MessageId"] in held]
+            held |= _by_id(again)  # back after HOLD_SECONDS: only the newest receipt changes them now
+            messages = [message for message in messages if message["MessageId"] not in held]
+            if not messages:
+                summary.came_round = True
+                break
             summary.read += len(messages)
             valid: list[MessageTypeDef] = []
             invalid: list[MessageTypeDef] = []
@@ -105,22 +118,28 @@ def redrive(
             summary.invalid += len(invalid)
             for message in invalid:
                 say(f"invalid: {message['MessageId']} (received {_receives(message)} times): {_excerpt(message)}")
+            held |= _by_id(messages)  # until deleted
             if dry_run:
-                held += messages
                 continue
             accepted = _send_back(sqs, queues.queue_url, valid, summary.failures)
-            held += [message for message in valid if message not in accepted]
             summary.sent_back += len(accepted)
-            _delete(sqs, queues.dead_letter_url, accepted, summary.failures, "sent back but not deleted")
+            _delete(sqs, queues.dead_letter_url, accepted, held, summary.failures, "sent back but not deleted")
             if delete_invalid:
-                summary.deleted_invalid += len(invalid) - _delete(
-                    sqs, queues.dead_letter_url, invalid, summary.failures, "invalid, not deleted"
+                summary.deleted_invalid += _delete(
+                    sqs, queues.dead_letter_url, invalid, held, summary.failures, "invalid, not deleted"
                 )
-            else:
-                held += invalid
-    finally:
-        _make_visible(sqs, queues.dead_letter_url, held)
+    except BaseException as stopped:
+        try:
+            _make_visible(sqs, queues.dead_letter_url, list(held.values()))
+        except Exception as also:  # the error that stopped the run is the one to report
+            stopped.add_note(f"and the {len(held)} messages it held stay invisible for up to {HOLD_SECONDS} s: {also}")
+        raise
+    _make_visible(sqs, queues.dead_letter_url, list(held.values()))
     return summary
+
+
+def _by_id(messages: Sequence[MessageTypeDef]) -> dict[str, MessageTypeDef]:
+    return {message["MessageId"]: message for message in messages}
 
 
 def _receive(sqs: SQSClient, url: str) -> list[MessageTypeDef]:
@@ -165,14 +184,25 @@ def _send_back(
     return [messages[int(sent["Id"])] for sent in answer.get("Successful", [])]
 
 
-def _delete(sqs: SQSClient, url: str, messages: Sequence[MessageTypeDef], failures: list[str], what: str) -> int:
-    """Delete the messages from the queue; how many could not be."""
+def _delete(
+    sqs: SQSClient,
+    url: str,
+    messages: Sequence[MessageTypeDef],
+    held: dict[str, MessageTypeDef],
+    failures: list[str],
+    what: str,
+) -> int:
+    """Delete the messages from the queue, and from those `held`; how many it deleted (the rest stay held)."""
     if not messages:
         return 0
     entries: Any = [{"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]} for i, message in enumerate(messages)]
-    failed = sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Failed", [])
-    failures += [f"{messages[int(entry['Id'])]['MessageId']}: {what} ({entry['Code']})" for entry in failed]
-    return len(failed)
+    answer = sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+    for failed in answer.get("Failed", []):
+        failures.append(f"{messages[int(failed['Id'])]['MessageId']}: {what} ({failed['Code']})")
+    deleted = [messages[int(entry["Id"])]["MessageId"] for entry in answer.get("Successful", [])]
+    for message_id in deleted:
+        del held[message_id]
+    return len(deleted)
 
 
 def _make_visible(sqs: SQSClient, url: str, messages: Sequence[MessageTypeDef]) -> None:
@@ -254,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = redrive(sqs, queues, dry_run=arguments.dry_run, delete_invalid=arguments.delete_invalid)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        # What was sent back was deleted; what was read and not finished becomes visible again on its own.
-        print(f"redrive: stopped: {exc}", file=sys.stderr)
+        # What was sent back and deleted is done; what it held was made visible again (or will be, after HOLD_SECONDS).
+        print(f"redrive: stopped: {exc}", *getattr(exc, "__notes__", ()), sep="\n", file=sys.stderr)
         return 1
     for failure in summary.failures:
         print(f"failed: {failure}")

@@ -21,6 +21,7 @@ from tests.build.conftest import (
     BuiltLayer,
     files_under,
 )
+from tests.lock_files import locked, normal
 
 # What sam build's python builder leaves out of a function's CodeUri copy (aws_lambda_builders'
 # PythonPipWorkflow.EXCLUDED_FILES, the part a source folder here can hold). It reads no ignore file (there is no
@@ -39,7 +40,6 @@ DEV_FILES += ("*.orig", "*.rej", "*.swp", "*~")
 # then each package folder of ContentUri less these (the Makefile's LEAVE_OUT), then bytecode for every module. The
 # manifest and the Makefile stay behind.
 LAYER_REQUIREMENTS = "requirements.txt"
-PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
 LAYER_LEAVES_OUT: tuple[str, ...] = ("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache", "tests")
 LAYER_LEAVES_OUT += ("conftest.py", "test_*.py")
 # Bytecode, PEP 552's header: the magic number of the runtime's CPython (importlib's MAGIC_NUMBER, fixed within a
@@ -240,14 +240,13 @@ def test_the_layer_has_each_pinned_requirement_installed(build: Build) -> None:
     installed: dict[str, str] = {}
     for dist_info in layer.python_dir.glob("*.dist-info"):
         name, _, version = dist_info.name.removesuffix(".dist-info").rpartition("-")
-        installed[re.sub(r"[-_.]+", "-", name).lower()] = version
-    # The lock file: one `name==version \` line per package (transitive ones included), then its hashes.
-    pinned = PINNED.findall((layer.source_dir / LAYER_REQUIREMENTS).read_text())
+        installed[normal(name)] = version
+    pinned = locked(layer.source_dir / LAYER_REQUIREMENTS)
     assert pinned, f"no pins in {LAYER_REQUIREMENTS}"
     missing = [
-        f"{name}=={version}: installed {installed.get(normal)}"
-        for name, version in pinned
-        if installed.get(normal := re.sub(r"[-_.]+", "-", name).lower()) != version
+        f"{name}=={package.version}: installed {installed.get(name)}"
+        for name, package in pinned.items()
+        if installed.get(name) != package.version
     ]
     assert not missing, "\n".join(missing)
 

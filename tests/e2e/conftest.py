@@ -20,31 +20,35 @@ from urllib.parse import urlsplit
 import pytest
 
 from clients.signed_api import ExecuteApiAuth
-from local.processes import RuntimeProcess, free_port, start_serving
+from local import processes
+from local.processes import LIFTED_ADDRESS_LIMITS, LocalRuntimeError
 from local.services import Endpoints, aws_session, read_running_stack
 from tests.e2e.secrets_seen import SecretsSeen
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # E2E_STATE_DIR lets two e2e sessions run side by side, each with a runtime of its own.
 STATE_DIR = Path(os.environ.get("E2E_STATE_DIR") or PROJECT_ROOT / ".local" / "e2e")
-START_TIMEOUT_SECONDS = 90.0
-STOP_TIMEOUT_SECONDS = 30.0
-# The suite registers and reads far more from 127.0.0.1 than one client would: the local runtime it starts lifts the
-# per-address limits on registrations and reads (template parameters; test_limits_api.py tests them on a runtime of
-# its own). A deployed stack the suite runs against needs the same (`sam deploy --parameter-overrides ...`).
-LIMITS = ["RegistrationsPerAddressPerHour=100000", "ReadsPerAddressPerMinute=100000"]
-# Every log line the functions can write, DEBUG included: test_log_hygiene.py reads them all for secrets.
-PARAMETERS = [*LIMITS, "LogLevel=DEBUG"]
+# The suite registers and reads far more from 127.0.0.1 than one client would: LIFTED_ADDRESS_LIMITS (a deployed
+# stack the suite runs against needs the same). Every log line the functions can write, DEBUG included:
+# test_log_hygiene.py reads them all for secrets.
+PARAMETERS = [*LIFTED_ADDRESS_LIMITS, "LogLevel=DEBUG"]
 # The state folders of the local runtimes this session started: their logs are what test_log_hygiene.py reads.
 RUNTIME_STATE_DIRS: list[Path] = []
+
+
+SECRETS_SEEN = SecretsSeen()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def secrets_seen() -> Iterator[SecretsSeen]:
     """Every password, token and key the session sends or is answered over HTTP (see secrets_seen.py)."""
-    seen = SecretsSeen()
-    with seen.recording():
-        yield seen
+    with SECRETS_SEEN.recording():
+        yield SECRETS_SEEN
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SECRETS_SEEN.checked:
+        terminalreporter.write_line(f"log hygiene: {SECRETS_SEEN.checked}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,27 +69,14 @@ def api_url() -> Iterator[str]:
 
 @contextlib.contextmanager
 def local_runtime(state_dir: Path, environment: dict[str, str], parameter_overrides: list[str]) -> Iterator[str]:
-    """`python -m local` on free ports with these template parameters, for the block; its API's URL. At the end it
-    is stopped as Ctrl-C stops it, and must leave no process behind."""
-
-    def on_free_ports() -> RuntimeProcess:
-        ports = {"LOCAL_API_PORT": str(free_port()), "LOCAL_EVENT_API_PORT": str(free_port())}
-        arguments = ["--parameter-overrides", *parameter_overrides]
-        return RuntimeProcess(state_dir, state_dir / "runtime.log", environment | ports, arguments)
-
+    """local.processes.local_runtime for a test: its state folder registered for test_log_hygiene.py, and a runtime
+    that fails to start or to stop cleanly a test failure with the runtime's output (no traceback)."""
     RUNTIME_STATE_DIRS.append(state_dir)
     try:
-        runtime = start_serving(on_free_ports, START_TIMEOUT_SECONDS)
-    except RuntimeError as failed:
+        with processes.local_runtime(state_dir, environment, parameter_overrides) as api_url:
+            yield api_url
+    except LocalRuntimeError as failed:
         pytest.fail(str(failed), pytrace=False)
-    endpoints = read_running_stack(runtime.state_file)
-    assert endpoints is not None
-    try:
-        yield endpoints.api_url
-    finally:
-        code, orphans = runtime.stop(timeout_seconds=STOP_TIMEOUT_SECONDS)
-    assert not orphans, f"processes left behind by the local runtime: {orphans}\n{runtime.output()}"
-    assert code == 0, f"the local runtime exited with {code}:\n{runtime.output()}"
 
 
 @pytest.fixture(scope="session")

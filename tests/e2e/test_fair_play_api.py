@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import requests
 
+from clients.play import wait_until_scorable
 from clients.signed_api import ExecuteApiAuth
 from leaderboard.game import ActionType
 from local.services import Endpoints
 from tests.e2e.hostile import game_under_test
-from tests.e2e.play import wait_until_scorable
 from tests.e2e.test_scores_api import Player, standing, wait_for_total
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,8 @@ The login throttle's limits are the template's defaults (the suite's local runti
 test must too). Against the local runtime each guessing scenario comes from a loopback address of its own, so the
 suite's other logins from 127.0.0.1 are untouched; tests that need several addresses (the owner elsewhere than the
 attacker, an address used up) run there only. Against a deployed stack the runner has one address: this module then
-spends about 60 of its 100 failed logins per 15 minutes (LoginFailuresPerAddress), so two runs within 15 minutes of
-each other get 429s.
+spends about 80 of its 100 failed logins per 15 minutes (LoginFailuresPerAddress; 54 of them the timing check's), so
+two runs within 15 minutes of each other get 429s.
 """
 
 import statistics
@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from clients.play import wait_until_scorable
 from local.services import Endpoints
 from local.template import Template
 from tests.e2e.conftest import PROJECT_ROOT
@@ -41,7 +42,6 @@ from tests.e2e.hostile import (
     signed,
     stack_signing_key,
 )
-from tests.e2e.play import wait_until_scorable
 from tests.e2e.test_scores_api import PASSWORD, standing, wait_for_total
 
 pytestmark = pytest.mark.e2e
@@ -106,24 +106,32 @@ def test_login_timing_does_not_tell_an_unknown_user_from_a_wrong_password(
     """Interleaved logins of three kinds from one client: a wrong password for an account, an unknown username, and a
     body refused before any password work (a password of 129 characters: 400, counted nowhere). A login that skipped
     the password hash for unknown users would spend about the hash-less kind's time; the work above that baseline
-    must be the same, within a factor of 1.5 either way (medians: the machine is noisy). Reproduce:
+    must be the same, within the band below (medians: the machine is noisy). Reproduce:
     `E2E_STATE_DIR=.local/e2e-hostile .venv/bin/python -m pytest tests/e2e/test_hostile_accounts.py -k timing -s`."""
-    rounds, warm_up = 15, 2
+    rounds, warm_up = 25, 2
     owners = [Account(api_url) for _ in range(5)]  # each takes (rounds + warm_up) / 5 < 10 failures from the address
     client = client_at(new_address(local_stack))
     timings: dict[str, list[float]] = {"wrong password": [], "unknown user": [], "no password work": []}
+    logins = {
+        "wrong password": lambda round_: (owners[round_ % len(owners)].username, WRONG_PASSWORD, 401),
+        "unknown user": lambda round_: (new_username(), WRONG_PASSWORD, 401),
+        "no password work": lambda round_: (new_username(), "p" * 129, 400),
+    }
 
-    def timed(kind: str, username: str, password: str, status: int) -> None:
+    def timed(kind: str, round_: int) -> None:
+        username, password, status = logins[kind](round_)
         started = time.perf_counter()
         answer = login(client, api_url, username, password)
         elapsed = time.perf_counter() - started
         assert answer.status_code == status, answer.text
         timings[kind].append(elapsed)
 
+    kinds = list(logins)
     for round_ in range(warm_up + rounds):
-        timed("wrong password", owners[round_ % len(owners)].username, WRONG_PASSWORD, 401)
-        timed("unknown user", new_username(), WRONG_PASSWORD, 401)
-        timed("no password work", new_username(), "p" * 129, 400)
+        # Each round in another order: a kind that always came first (after the pause of a round's end) or last
+        # would carry that position's noise.
+        for kind in kinds[round_ % 3 :] + kinds[: round_ % 3]:
+            timed(kind, round_)
 
     median = {kind: statistics.median(times[warm_up:]) for kind, times in timings.items()}
     baseline = median["no password work"]
@@ -131,7 +139,12 @@ def test_login_timing_does_not_tell_an_unknown_user_from_a_wrong_password(
     figures = ", ".join(f"{kind} {seconds * 1000:.1f} ms" for kind, seconds in median.items())
     print(f"login medians over {rounds} rounds: {figures}; unknown/known work {unknown_work / known_work:.2f}")
     assert known_work > 0.005, f"a password hash's work does not show against the noise: {figures}"
-    assert 1 / 1.5 < unknown_work / known_work < 1.5, figures
+    # The band, 0.6 to 1/0.6, is as wide as it can be and still catch a leak. A leak (the unknown user answered
+    # without the decoy hash) keeps the rest of a failed login's work, the user lookup and the failure counters: a
+    # ratio of 0.39..0.42 (12 runs, a copy of the tree without the decoy hash), under the floor with room to spare.
+    # The same login both ways gave 0.83..1.23 (12 runs on a busy 2-core machine, 25 interleaved rounds each: fewer
+    # rounds and a band of 0.67..1.5 failed now and then), inside it with as much room.
+    assert 0.6 < unknown_work / known_work < 1 / 0.6, figures
 
 
 # --- Guessing passwords -----------------------------------------------------------------------------------------------

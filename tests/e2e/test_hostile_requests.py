@@ -16,6 +16,7 @@ import pytest
 import requests
 import yaml
 
+from clients.play import wait_until_scorable
 from leaderboard.scores import MAX_TOTAL  # the documented largest total a player can hold
 from local.services import Endpoints, aws_session
 from tests.e2e.conftest import PROJECT_ROOT, LiveFeed
@@ -31,7 +32,6 @@ from tests.e2e.hostile import (
     new_username,
     refused_subscribe,
 )
-from tests.e2e.play import wait_until_scorable
 from tests.e2e.test_scores_api import PASSWORD, standing, wait_for_total
 
 pytestmark = pytest.mark.e2e

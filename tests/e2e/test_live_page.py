@@ -24,8 +24,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Playwright, Route, WebSocket, expect, sync_playwright
 
+from clients.play import wait_until_scorable
 from tests.e2e.conftest import LiveFeed
-from tests.e2e.play import wait_until_scorable
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ import pytest
 
 from local.services import Endpoints, aws_session
 from tests.e2e.conftest import RUNTIME_STATE_DIRS
-from tests.e2e.secrets_seen import SHORTEST_SECRET, SecretsSeen
+from tests.e2e.secrets_seen import SecretsSeen, improbable
 
 pytestmark = pytest.mark.e2e
 
@@ -45,9 +45,7 @@ def signing_keys(local_stack: Endpoints) -> set[str]:
     values: set[str] = set()
     for version in versions:
         secret = secrets.get_secret_value(SecretId=secret_id, VersionId=version["VersionId"])
-        values |= {
-            value for value in string_values(json.loads(secret["SecretString"])) if len(value) >= SHORTEST_SECRET
-        }
+        values |= {value for value in string_values(json.loads(secret["SecretString"])) if improbable(value)}
     return values
 
 
@@ -80,5 +78,10 @@ def test_no_log_line_holds_a_token_a_password_or_a_secret(
         for secret in secrets
         if (offset := text.find(secret)) >= 0
     ]
+    lines = sum(text.count("\n") for _, text in texts)
+    secrets_seen.checked = (
+        f"{len(secrets)} secrets ({len(secrets_seen.values)} from {secrets_seen.requests} requests, the rest the "
+        f"signing key's versions) sought in {lines} lines of {len(texts)} logs: {len(leaks)} found"
+    )
     # Each leak is named by file and line, never shown: the report must not spread what it found.
     assert not leaks, f"{len(leaks)} log lines hold a token, password or secret:\n" + "\n".join(leaks[:20])

@@ -4,9 +4,14 @@ checks every answer against it, over HTTP (the local runtime the e2e session sta
 The bound: each operation gets schemathesis's coverage phase (the boundaries and mutations its schema defines:
 missing, extra and mistyped fields, out-of-range values, a wrong media type...) and MAX_EXAMPLES = 100 random cases,
 positive and negative, drawn from SEED. The same requests on every run, here and in CI: a fixed seed, no example
-database, no shrinking, no deadline. About 4,700 requests: 35 s on the local runtime on an idle 2-core machine, 2 min
-with four other test sessions running (`E2E_STATE_DIR=.local/e2e-fuzz .venv/bin/python -m pytest
-tests/e2e/test_openapi_fuzz.py -q`).
+database, no shrinking, no deadline per example (Hypothesis's would fail a slow draw on a busy machine). About 4,700
+requests: 35 s on the local runtime on an idle 2-core machine, 2 min with four other test sessions running
+(`E2E_STATE_DIR=.local/e2e-fuzz .venv/bin/python -m pytest tests/e2e/test_openapi_fuzz.py -q`). Bounded in time too,
+so that a hung API fails the run instead of holding it: every request this module sends (schemathesis's, its checks'
+own and the fixtures') gives up after REQUEST_TIMEOUT_SECONDS, and an operation whose cases are still running after
+OPERATION_BUDGET_SECONDS fails, saying how far it got. The slowest operation takes about 2 s on a busy 2-core machine:
+the budget leaves a far slower CI machine room, and still ends a run that hangs (a case is at most a few requests,
+each bounded) within minutes.
 
 Every answer must be: no 5xx; a status the operation documents, with a documented content type, a body that matches
 the documented schema (formats too) and the headers the document requires; a 4xx for negative data; and valid data
@@ -23,6 +28,7 @@ answers 429 too. Both are documented answers, so not failures.
 """
 
 import re
+import time
 import uuid
 import zlib
 from collections.abc import Callable
@@ -38,8 +44,8 @@ from botocore.credentials import Credentials
 from schemathesis import Case, GenerationMode
 from schemathesis.errors import FailureGroup
 
+from clients.play import wait_until_scorable
 from clients.signed_api import ExecuteApiAuth, region_of
-from tests.e2e.play import wait_until_scorable
 from tests.e2e.test_boards_api import wait_for_score
 from tests.e2e.test_scores_api import Player, wait_for_total
 
@@ -48,6 +54,8 @@ pytestmark = pytest.mark.e2e
 OPENAPI = Path(__file__).resolve().parents[2] / "openapi.yaml"
 SEED = 20261201
 MAX_EXAMPLES = 100
+REQUEST_TIMEOUT_SECONDS = 30
+OPERATION_BUDGET_SECONDS = 300.0
 PASSWORD = "correct horse battery"
 PLAYER_TOKEN = "AccessTokenAuthorizer"
 IAM = "AWS_IAM"
@@ -77,6 +85,8 @@ def operations_secured_by(scheme: str) -> list[str]:
 
 FUZZ_CONFIG: dict[str, Any] = {
     "seed": SEED,
+    # Every request schemathesis sends, checks' own included (schemathesis's default would be 10 s).
+    "request-timeout": REQUEST_TIMEOUT_SECONDS,
     # How fast Hypothesis draws depends on the machine's load, not on the API: not a reason to fail (its `ci`
     # profile suppresses it too, so a run here and in CI draw the same).
     "suppress-health-check": ["too_slow"],
@@ -189,10 +199,12 @@ class Identities:
 def identities(api_url: str, iam_auth: ExecuteApiAuth) -> Identities:
     player, account_holder, login_target, ranked, moderated = (Player(api_url) for _ in range(5))
     first_points = {"user_id": ranked.user_id, "action_id": f"fuzz-{uuid.uuid4().hex}", "score": 10}
-    scored = requests.post(f"{api_url}/v1/server/scores", json=first_points, auth=iam_auth, timeout=30)
+    scored = requests.post(
+        f"{api_url}/v1/server/scores", json=first_points, auth=iam_auth, timeout=REQUEST_TIMEOUT_SECONDS
+    )
     assert scored.status_code == 202, scored.text
     wait_for_total(api_url, ranked.user_id, 10)
-    boards = [board["id"] for board in requests.get(f"{api_url}/v1/boards", timeout=30).json()]
+    boards = [board["id"] for board in requests.get(f"{api_url}/v1/boards", timeout=REQUEST_TIMEOUT_SECONDS).json()]
     header_and_payload, signature = player.access_token.rsplit(".", 1)
     forged_signature = ("B" if signature[0] == "A" else "A") + signature[1:]
     nobodys_keys = Credentials("AKIAFUZZNOBODYHOLDS0", "not-the-secret-key-of-anybody-0000000000")
@@ -247,8 +259,26 @@ def aim(case: Case[Any], ids: Identities) -> None:
             container[name] = value(ids, container[name])
 
 
+# Per operation (one test each, its cases drawn by Hypothesis): when its first case started, and how many have run.
+OPERATION_CLOCKS: dict[str, tuple[float, int]] = {}
+
+
+def within_the_budget(case: Case[Any]) -> None:
+    """Fail the operation's test, saying how far it got, once its cases have run for OPERATION_BUDGET_SECONDS."""
+    label = case.operation.label
+    started, cases = OPERATION_CLOCKS.setdefault(label, (time.monotonic(), 0))
+    OPERATION_CLOCKS[label] = (started, cases + 1)
+    if (elapsed := time.monotonic() - started) > OPERATION_BUDGET_SECONDS:
+        message = (
+            f"{label}: {cases} cases took {elapsed:.0f} s, past the budget of {OPERATION_BUDGET_SECONDS:.0f} s "
+            "(the slowest operation takes about 2 s on a busy machine): the API, or the machine, is far too slow"
+        )
+        pytest.fail(message, pytrace=False)
+
+
 @schema.parametrize()
 def test_every_answer_is_one_the_document_describes(case: Case[Any], api_url: str, identities: Identities) -> None:
+    within_the_budget(case)
     aim(case, identities)
 
     case.call_and_validate(base_url=api_url)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.play import wait_until_scorable
+from clients.play import wait_until_scorable
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"

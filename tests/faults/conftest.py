@@ -13,6 +13,7 @@ DynamoDB, in the ledger's order.
 The figures (scores accepted, seconds to converge) are printed at the end and kept in .local/faults/figures.json.
 """
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -56,6 +57,7 @@ class RedisProcess:
         self.folder = folder
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
+        self.started_at_ms = 0  # when it was last started (empty)
 
     @property
     def url(self) -> str:
@@ -66,6 +68,7 @@ class RedisProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
         arguments = [*redis_server_command(), "--port", str(self.port), "--bind", "127.0.0.1"]
         arguments += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
+        self.started_at_ms = int(time.time() * 1000)
         self._process = start_process(arguments, log_path=self.folder / "redis.log")
         client = redis.Redis.from_url(self.url, socket_timeout=1)
         deadline = time.monotonic() + 10
@@ -86,6 +89,16 @@ class RedisProcess:
         assert self._process is not None
         self._process.kill()
         self._process.wait()
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """Killed for the block, and started again (empty) when it ends, however it ends: a scenario that fails while
+        Redis is down leaves it running for the next."""
+        self.kill()
+        try:
+            yield
+        finally:
+            self.start()
 
     def stop(self) -> None:
         if self._process is not None:

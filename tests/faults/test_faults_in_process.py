@@ -7,11 +7,12 @@ rules, a visibility timeout of 2 s).
   botocore's Stubber does) answers some calls as DynamoDB does when it throttles, as if the SDK's own retries had met
   it too: ProvisionedThroughputExceededException or ThrottlingException, and for BatchGetItem also every key left
   unprocessed (how a throttled batch comes back).
-- A season's reset: time.time() is a clock the test moves through the midnight (UTC) that ends a Sunday (the weekly
-  and the daily boards reset together), and every player's thread has a clock of its own, set at each of its
-  requests (so the test knows the moment each score was accepted at) and skewed from the consumer's by up to a few
-  hundred ms: the clocks of two Lambdas never agree exactly, and the skew is exaggerated so that many scores fall
-  near the reset.
+- A season's reset: time.time() is a clock the test moves through the coming midnight (UTC) that ends a Sunday (the
+  weekly and the daily boards reset together; the coming one, as Redis expires a season's keys by its own, real,
+  clock), and every player's thread has a clock of its own, set at each of its requests: each player scores at
+  moments fixed in advance on both sides of the reset, by a clock skewed from the consumer's by up to a few hundred
+  ms (the clocks of two Lambdas never agree exactly, and the skew is exaggerated so that many scores fall near the
+  reset).
 """
 
 import contextlib
@@ -46,6 +47,7 @@ from tests.faults.conftest import (
     disagreements,
     ledger_points,
     record_figures,
+    wait_for_room_before_a_reset,
     wait_until_converged,
 )
 from tests.integration.conftest import Game as Driver
@@ -53,6 +55,7 @@ from tests.integration.conftest import Game as Driver
 LOCAL_GAME = LOCAL_GAME_FILE.read_text()
 VISIBILITY_SECONDS = 2
 CONVERGE_SECONDS = 45.0
+THROTTLED_LOAD_SECONDS = 6
 _WALL_CLOCK = time.time  # the real one, whatever the tests make time.time
 
 
@@ -152,6 +155,10 @@ class Playing:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def playing(self) -> bool:
+        """Whether a player has not finished yet."""
+        return any(thread.is_alive() for thread in self._threads)
+
     def stop(self) -> None:
         self._stopped.set()
         for thread in self._threads:
@@ -211,6 +218,7 @@ class Throttling:
 def test_dynamodb_throttling_under_load_is_503_with_nothing_changed_and_converges_once_it_stops(
     game: Driver, local_game: Game
 ) -> None:
+    wait_for_room_before_a_reset(THROTTLED_LOAD_SECONDS + 30)  # the real clock: each 202 in one known season
     players = [game.player(f"throttled{index}") for index in range(6)]
     tally = Tally()
     throttling = Throttling(share=0.25, seed=12)
@@ -235,11 +243,12 @@ def test_dynamodb_throttling_under_load_is_503_with_nothing_changed_and_converge
             action_id = json.loads(started["body"])["action_id"]
             body = {"user_id": player.user_id, "score": dice.randint(1, 1000), "action_id": action_id}
             for _ in range(50):  # one player, one device: nobody else changes their item meanwhile
-                moment_ms = int(time.time() * 1000)
+                sent_ms = int(time.time() * 1000)
                 answer = respond(post_score, "post_score_ok", player, body, f"k-{action_id}" if keyed else None)
                 if answer["statusCode"] == 202:
                     totals[player.user_id] += body["score"]
-                    tally.accept(Accepted(player.user_id, "match", body["score"], moment_ms, moment_ms))
+                    answered_ms = int(time.time() * 1000)
+                    tally.accept(Accepted(player.user_id, "match", body["score"], sent_ms, answered_ms))
                     break
                 if answer["statusCode"] != 503 or answer["headers"].get("Retry-After") != "1":
                     tally.wrong(f"POST /v1/scores: {answer['statusCode']} {answer['headers']}")
@@ -260,7 +269,7 @@ def test_dynamodb_throttling_under_load_is_503_with_nothing_changed_and_converge
             time.sleep(4)  # at most 3 receives of a message (2 s apart) meet it: none reaches the dead-letter queue
             throttling.on = False
             failed_while_throttled = consumer.batches["failed"]
-            time.sleep(1)
+            time.sleep(THROTTLED_LOAD_SECONDS - 5)
         seconds = converge(game, tally, local_game)
 
     assert tally.wrong_answers == []
@@ -333,12 +342,22 @@ def test_while_dynamodb_leaves_every_key_unprocessed_a_post_is_503_and_the_consu
 
 # --- a season's reset ------------------------------------------------------------------------------------------------
 
-RESET_MS = 1_796_601_600_000  # 2026-12-07T00:00:00Z, a Monday: the weekly and the daily boards reset
 # Each player's clock against the consumer's (ms).
 SKEWS_MS = (-250, -120, 0, 90, 180, 300)
-# Players stop at this moment after the reset by their own clocks: the last change of a player whose clock runs ahead
-# reaches a consumer whose clock has not reached the reset yet.
-LAST_SCORE_AFTER_RESET_MS = 150
+# The moments each player scores at, by their own clock, from the reset: before it, at it and after it, up to 150 ms
+# after (the last changes of a player whose clock runs ahead reach a consumer whose clock has not reached the reset).
+SCORES_FROM_RESET_MS = tuple(range(-1500, 151, 75))
+PLAYERS_FINISH_SECONDS = 60
+
+
+def the_coming_reset(definitions: Game) -> int:
+    """The next 00:00 UTC on a Monday by the real clock (the weekly and the daily boards reset together): Redis
+    expires a season's keys by its own, real, clock, so a season that ended longer ago than it is readable would be
+    gone as soon as it is written; a season to come is never."""
+    now_ms = int(_WALL_CLOCK() * 1000)
+    reset_ms = definitions.boards["weekly"].season_at(now_ms).ends_at_ms
+    assert reset_ms is not None
+    return reset_ms
 
 
 class Clocks:
@@ -358,6 +377,10 @@ class Clocks:
     def shared(self) -> float:
         return self._start + (_WALL_CLOCK() - self._wall_start)
 
+    def seconds_until(self, moment_ms: int) -> float:
+        """How long until the shared clock reads `moment_ms` (0 once it has)."""
+        return max(0.0, moment_ms / 1000 - self.shared())
+
     def set_thread_moment(self, moment_ms: int | None) -> None:
         self._thread.moment = None if moment_ms is None else moment_ms / 1000
 
@@ -365,18 +388,27 @@ class Clocks:
 def test_a_season_rolls_over_while_players_score_and_each_score_counts_in_the_season_it_was_accepted_in(
     game: Driver, local_game: Game, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    reset_ms = the_coming_reset(local_game)
+    # The boards that reset then, and their seasons on either side of it, as the game defines them.
+    resetting = {
+        definition.id: (definition.season_at(reset_ms - 1).name, definition.season_at(reset_ms).name)
+        for definition in local_game.boards.values()
+        if definition.season_at(reset_ms - 1) != definition.season_at(reset_ms)
+    }
+    assert {"weekly", "daily-best"} <= resetting.keys()
     players = [game.player(f"reset{index}") for index in range(len(SKEWS_MS))]
     tally = Tally()
-    clocks = Clocks(RESET_MS - 1500)
+    clocks = Clocks(reset_ms + SCORES_FROM_RESET_MS[0] - max(SKEWS_MS))
     monkeypatch.setattr(time, "time", clocks)
 
     def play(player: Identity, stop: threading.Event) -> None:
         skew = SKEWS_MS[players.index(player)]
         dice = random.Random(player.user_id)
-        while not stop.is_set():
-            moment_ms = int(clocks.shared() * 1000) + skew
-            if moment_ms > RESET_MS + LAST_SCORE_AFTER_RESET_MS:
-                return  # by this player's clock, done
+        for moment_ms in (reset_ms + offset for offset in SCORES_FROM_RESET_MS):
+            # When the consumer's clock reads the moment less the skew, or later on a slow machine: the moment is
+            # the score's whatever happens, so every player scores on both sides of the reset.
+            if stop.wait(clocks.seconds_until(moment_ms - skew)):
+                return
             clocks.set_thread_moment(moment_ms)  # the function that accepts it reads this clock
             started = respond(start_action, "start_action_ok", player, {"type": "match"})
             action_id = json.loads(started["body"]).get("action_id")
@@ -387,32 +419,33 @@ def test_a_season_rolls_over_while_players_score_and_each_score_counts_in_the_se
             else:
                 tally.wrong(f"POST /v1/scores: {answer['statusCode']} {answer['body']}")
             clocks.set_thread_moment(None)
-            stop.wait(dice.uniform(0, 0.03))
 
     archived_during_load = []
-    every_last_score_ms = RESET_MS + LAST_SCORE_AFTER_RESET_MS - min(SKEWS_MS)  # by the shared clock
     with Consumer(game):
-        with Playing(players, play):
+        with Playing(players, play) as playing:
+            deadline = time.monotonic() + PLAYERS_FINISH_SECONDS
             while True:  # RollOverSeasons, as its schedule runs it: archives what ended, again as it changes
-                started_ms = int(clocks.shared() * 1000)
+                finished = not playing.playing()
                 archived_during_load += roll_over_seasons.lambda_handler({}, FakeLambdaContext())["archived"]
-                if started_ms > every_last_score_ms:
+                if finished:
                     break
+                assert time.monotonic() < deadline, f"the players have not finished in {PLAYERS_FINISH_SECONDS} s"
                 time.sleep(0.3)
         seconds = converge(game, tally, local_game)
 
     assert tally.wrong_answers == []
+    assert len(tally.accepted) == len(players) * len(SCORES_FROM_RESET_MS)
     expected = tally.expected(local_game)
-    for board_id, ended, started in (("weekly", "2026-W49", "2026-W50"), ("daily-best", "2026-12-06", "2026-12-07")):
+    for board_id, (ended, started) in resetting.items():
         assert (board_id, ended) in expected, "scores before the reset"
         assert (board_id, started) in expected, "scores after the reset"
-    assert "weekly/2026-W49" in archived_during_load
+        assert f"{board_id}/{ended}" in archived_during_load
     # The archive of the seasons that ended has their last word, once the late scores are in.
     roll_over_seasons.lambda_handler({}, FakeLambdaContext())
-    for board_id, season in (("weekly", "2026-W49"), ("daily-best", "2026-12-06")):
-        archived = archive.archived_top(board_id, season)
+    for board_id, (ended, _) in resetting.items():
+        archived = archive.archived_top(board_id, ended)
         assert archived is not None
-        assert {standing.user_id: standing.score for standing in archived} == expected[board_id, season]
+        assert {standing.user_id: standing.score for standing in archived} == expected[board_id, ended]
     record_figures(
         "a season rolls over (in-process)",
         scores_accepted=len(tally.accepted),

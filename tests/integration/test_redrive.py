@@ -1,7 +1,8 @@
 """`make redrive` (scripts/redrive.py) in-process: players' changes that reached the dead-letter queue while Redis was
 unreachable go back to ScoresQueue and reach the boards once; redriving twice, or a change already applied, counts
 nothing twice; what is no change is reported and left (or deleted when asked); a dry run changes nothing; a message
-whose copy the queue refused stays in the dead-letter queue."""
+whose copy the queue refused, or whose delete failed, stays in the dead-letter queue, visible to the next run; a run
+that comes round to what it read stops; what stops a run is the error reported, and what it held is visible again."""
 
 import json
 import os
@@ -11,6 +12,7 @@ from unittest import mock
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from leaderboard import board
 from leaderboard.scores import PlayerChanged
@@ -47,6 +49,28 @@ def fail_into_the_dead_letter_queue(game: Game) -> list[str]:
             with pytest.raises(board.BoardUnavailable):
                 game.deliver(messages)
     return bodies
+
+
+def redriven_while_the_first_entry_fails(
+    game: Game, monkeypatch: pytest.MonkeyPatch, operation: str, code: str
+) -> tuple[redrive.Summary, list[str]]:
+    """Alice's 30 and Bob's 20 in the dead-letter queue, redriven while the batch `operation` (send or delete) leaves
+    its first entry out and answers it as SQS answers one that failed; the summary, and the bodies."""
+    alice, bob = game.player("alice"), game.player("bob")
+    game.score(alice, 30)
+    game.score(bob, 20)
+    bodies = fail_into_the_dead_letter_queue(game)
+    batch_call = getattr(game.stack.sqs, operation)
+
+    def failing_the_first(**request: Any) -> Any:
+        first, *rest = request["Entries"]
+        answer = batch_call(**(request | {"Entries": rest}))
+        return answer | {"Failed": [{"Id": first["Id"], "Code": code, "SenderFault": False, "Message": "try again"}]}
+
+    monkeypatch.setattr(game.stack.sqs, operation, failing_the_first)
+    summary = redrive.redrive(game.stack.sqs, queues(game))
+    monkeypatch.undo()
+    return summary, bodies
 
 
 def sent_to_the_dead_letter_queue(game: Game, bodies: list[str]) -> None:
@@ -137,21 +161,9 @@ def test_a_dry_run_sends_and_deletes_nothing(game: Game) -> None:
 def test_a_change_whose_copy_the_queue_refused_stays_in_the_dead_letter_queue(
     game: Game, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice, bob = game.player("alice"), game.player("bob")
-    game.score(alice, 30)
-    game.score(bob, 20)
-    bodies = fail_into_the_dead_letter_queue(game)
-    real_send = game.stack.sqs.send_message_batch
-
-    def refuse_the_first(**request: Any) -> Any:
-        refused, *accepted = request["Entries"]
-        answer = real_send(**(request | {"Entries": accepted}))
-        failed = {"Id": refused["Id"], "Code": "KMS.ThrottlingException", "SenderFault": False, "Message": "slow"}
-        return answer | {"Failed": [failed]}
-
-    monkeypatch.setattr(game.stack.sqs, "send_message_batch", refuse_the_first)
-    summary = redrive.redrive(game.stack.sqs, queues(game))
-    monkeypatch.undo()
+    summary, bodies = redriven_while_the_first_entry_fails(
+        game, monkeypatch, "send_message_batch", "KMS.ThrottlingException"
+    )
 
     assert (summary.sent_back, len(summary.failures)) == (1, 1)
     assert "not sent back (KMS.ThrottlingException)" in summary.failures[0]
@@ -195,3 +207,89 @@ def test_a_deployed_stack_s_queues_are_found_by_the_stack_s_name(
     assert [message["Body"] for message in stack.sqs.receive_message(QueueUrl=found.queue_url)["Messages"]] == [change]
     assert redrive.main(["--stack-name", "no-such-stack"]) == 2
     assert "no-such-stack" in capsys.readouterr().err
+
+
+def test_a_change_sent_back_whose_delete_failed_is_visible_again_for_the_next_run(
+    game: Game, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, bodies = redriven_while_the_first_entry_fails(game, monkeypatch, "delete_message_batch", "InternalError")
+    again = redrive.redrive(game.stack.sqs, queues(game))  # at once, as the summary says: it is there to be read
+    game.drain()
+
+    assert (first.read, first.sent_back, len(first.failures)) == (2, 2, 1)
+    assert "sent back but not deleted (InternalError)" in first.failures[0]
+    assert "run again" in first.report(dry_run=False, delete_invalid=False)
+    assert (again.read, again.sent_back, again.failures) == (1, 1, [])
+    assert dead_letters(game) == []
+    assert len(bodies) == 2
+    assert [entry["score"] for entry in game.top()] == [30, 20], "each counted once"
+
+
+def test_a_run_that_comes_round_to_messages_it_read_stops_and_counts_each_once(
+    game: Game, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = game.player("alice")
+    game.score(alice, 9)
+    fail_into_the_dead_letter_queue(game)
+    sent_to_the_dead_letter_queue(game, list(INVALID))
+    # A hold that is over at once: what the run leaves comes back to it, as on a queue too long to read within
+    # HOLD_SECONDS.
+    monkeypatch.setattr(redrive, "HOLD_SECONDS", 0)
+    real_receive = game.stack.sqs.receive_message
+    receives = 0
+
+    def counted(**request: Any) -> Any:
+        nonlocal receives
+        receives += 1
+        assert receives <= 20, "the run went round and round"
+        return real_receive(**request)
+
+    monkeypatch.setattr(game.stack.sqs, "receive_message", counted)
+    said: list[str] = []
+    summary = redrive.redrive(game.stack.sqs, queues(game), say=said.append)
+    monkeypatch.undo()
+    game.drain()
+
+    assert (summary.read, summary.sent_back, summary.invalid, summary.came_round) == (3, 1, 2, True)
+    assert len(said) == 2, "each invalid message reported once"
+    assert "came round to messages it had read" in summary.report(dry_run=False, delete_invalid=False)
+    assert dead_letters(game) == sorted(INVALID)
+    assert game.top()[0]["score"] == 9
+
+
+def test_the_error_that_stops_a_run_is_the_one_raised_and_what_it_held_is_visible_again(
+    game: Game, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sent_to_the_dead_letter_queue(game, list(INVALID))
+    real_receive = game.stack.sqs.receive_message
+    receives = 0
+
+    def fail_the_second(**request: Any) -> Any:
+        nonlocal receives
+        receives += 1
+        if receives == 2:
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "ReceiveMessage")
+        return real_receive(**request)
+
+    def fail(**request: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ChangeMessageVisibilityBatch")
+
+    monkeypatch.setattr(game.stack.sqs, "receive_message", fail_the_second)
+    with pytest.raises(ClientError, match="ServiceUnavailable"):
+        redrive.redrive(game.stack.sqs, queues(game))
+    assert dead_letters(game) == sorted(INVALID), "what it held is visible again at once"
+
+    receives = 0
+    monkeypatch.setattr(game.stack.sqs, "change_message_visibility_batch", fail)
+    with pytest.raises(ClientError, match="ServiceUnavailable") as stopped:
+        redrive.redrive(game.stack.sqs, queues(game))
+    monkeypatch.undo()
+    assert stopped.value.__notes__ == [
+        f"and the 2 messages it held stay invisible for up to {redrive.HOLD_SECONDS} s: "
+        "An error occurred (AccessDenied) when calling the ChangeMessageVisibilityBatch operation: no"
+    ]
+    with mock.patch.object(redrive, "redrive", side_effect=stopped.value):
+        assert redrive.main(["--dead-letter-queue-url", game.dead_letter_url, "--queue-url", game.queue_url]) == 1
+    said = capsys.readouterr().err
+    assert "ServiceUnavailable" in said
+    assert "stay invisible" in said

@@ -413,3 +413,36 @@ def test_a_score_feeding_three_boards_wakes_their_publishers_in_one_request(game
     assert requests == [game.stack.physical_id("BoardChangesQueue")]
     woken = game.stack.sqs.receive_message(QueueUrl=requests[0], MaxNumberOfMessages=10)["Messages"]
     assert sorted(json.loads(message["Body"])["board"] for message in woken) == sorted(game_definitions().boards)
+
+
+def test_a_score_accepted_after_a_reset_by_a_clock_ahead_of_the_consumer_s_lands_on_the_new_season(
+    game: Game, clock: Clock
+) -> None:
+    # The coming reset by the real clock (time_ns: the test's clock patches time.time only): Redis expires a
+    # season's keys by its own clock, so the seasons around it are never gone as soon as they are written.
+    boards = game_definitions().boards
+    reset_ms = boards["weekly"].season_at(time.time_ns() // 1_000_000).ends_at_ms
+    assert reset_ms is not None
+    resetting = {
+        board.id: (board.season_at(reset_ms - 1).name, board.season_at(reset_ms).name)
+        for board in boards.values()
+        if board.season_at(reset_ms - 1) != board.season_at(reset_ms)
+    }
+    ann = game.player("ann")
+    clock.now_ms = reset_ms + 100  # the function that accepts the score: its clock has passed the reset
+    game.score(ann, 10)
+    batch = {message["MessageId"]: scores.PlayerChanged.parse(message["Body"]) for message in game.receive()}
+    consumer_ms = reset_ms - 200  # the consumer's clock has not reached it yet
+
+    synced = board_sync.sync(batch, consumer_ms)
+    board_sync.update_boards(synced.points, consumer_ms)
+
+    assert {"weekly", "daily-best"} <= resetting.keys()
+    for board_id, (ended, started) in resetting.items():
+        assert [(total.user_id, total.total) for total in synced.points[board_id, started]] == [(ann.user_id, 10)]
+        assert (board_id, ended) not in synced.points, "nothing of it in the season that ended"
+    clock.now_ms = reset_ms + 1000  # a reader after the reset: the new seasons' boards have the points
+    for board_id, (_, started) in resetting.items():
+        status, body = page(board_id)
+        shown = [(entry["user_id"], entry["score"]) for entry in body["items"]]
+        assert (status, body["season"], shown) == (200, started, [(ann.user_id, 10)]), board_id

@@ -6,13 +6,12 @@ installed from the pins (the layer's requirements.txt and requirements-dev.txt),
 """
 
 import importlib.metadata
-import re
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from packaging.markers import Marker
 from packaging.version import Version
+
+from tests.lock_files import PROJECT_ROOT, REQUIREMENT, locked, normal
 
 # package: (the lowest acceptable version, why)
 FLOORS = {
@@ -44,49 +43,12 @@ LOCKS = {
     "requirements-checkov.txt": "requirements-checkov.in",
     "requirements-pip.txt": "requirements-pip.in",
 }
-ROOT = Path(__file__).resolve().parents[2]
-REQUIREMENT = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)\s*(?:;(?P<marker>[^\\]+))?"
-)
-
-
-@dataclass(frozen=True)
-class Locked:
-    name: str
-    version: str
-    marker: str | None
-    hashes: tuple[str, ...]
-
-
-def normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def locked(path: str) -> dict[str, Locked]:
-    """The lock file's packages by normalized name; fails on any line that is not a pin, a hash or a comment."""
-    packages: dict[str, Locked] = {}
-    current: Locked | None = None
-    for line in (ROOT / path).read_text().splitlines():
-        stripped = line.strip().removesuffix("\\").strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.startswith("--hash=sha256:"):
-            assert current is not None, f"{path}: a hash before any pin"
-            current = packages[normal(current.name)] = Locked(
-                current.name, current.version, current.marker, (*current.hashes, stripped.removeprefix("--hash="))
-            )
-            continue
-        match = REQUIREMENT.match(stripped)
-        assert match, f"{path}: not a pinned requirement: {line!r}"
-        current = Locked(match["name"], match["version"], (match["marker"] or "").strip() or None, ())
-        packages[normal(current.name)] = current
-    return packages
 
 
 def pins(path: str) -> dict[str, str]:
     """The `name==version` pins written in a .in file (its `-r` includes followed)."""
     found: dict[str, str] = {}
-    for line in (ROOT / path).read_text().splitlines():
+    for line in (PROJECT_ROOT / path).read_text().splitlines():
         requirement = line.partition("#")[0].strip()
         if requirement.startswith("-r "):
             found |= pins(requirement.removeprefix("-r ").strip())
@@ -97,7 +59,7 @@ def pins(path: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
 def test_a_lock_pins_every_package_to_one_version_with_the_hashes_of_its_files(lock: str) -> None:
-    packages = locked(lock)
+    packages = locked(PROJECT_ROOT / lock)
     assert packages, f"{lock} pins nothing"
     unhashed = [name for name, package in packages.items() if not package.hashes]
     assert not unhashed, f"{lock}: pinned without a hash: {unhashed}"
@@ -106,7 +68,7 @@ def test_a_lock_pins_every_package_to_one_version_with_the_hashes_of_its_files(l
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
 def test_a_lock_holds_what_its_in_file_pins(lock: str) -> None:
-    packages = locked(lock)
+    packages = locked(PROJECT_ROOT / lock)
     stale = {
         name: (version, packages[name].version if name in packages else None)
         for name, version in pins(LOCKS[lock]).items()
@@ -116,7 +78,7 @@ def test_a_lock_holds_what_its_in_file_pins(lock: str) -> None:
 
 
 def test_the_layer_and_the_dev_venv_lock_the_same_versions() -> None:
-    layer, dev = locked("layers/common/requirements.txt"), locked("requirements-dev.txt")
+    layer, dev = locked(PROJECT_ROOT / "layers/common/requirements.txt"), locked(PROJECT_ROOT / "requirements-dev.txt")
     differ = {
         name: (package.version, dev[name].version)
         for name, package in layer.items()
@@ -128,7 +90,7 @@ def test_the_layer_and_the_dev_venv_lock_the_same_versions() -> None:
 def test_this_venv_runs_what_the_dev_lock_pins() -> None:
     applies = [
         package
-        for package in locked("requirements-dev.txt").values()
+        for package in locked(PROJECT_ROOT / "requirements-dev.txt").values()
         if package.marker is None or Marker(package.marker).evaluate()
     ]
     drifted = {
