@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -129,6 +130,16 @@ def stack(
         yield provisioned_stack
         provisioned_stack.redis.close()
     aws.dynamodb.cache_clear()
+
+
+def monday_after_next() -> datetime:
+    """00:00 UTC on the Monday of the week after next, by the real clock: where a test that runs the functions on a
+    clock of its own puts it. Redis expires a season's keys by its own, real, clock (at the season's end plus its
+    readable days), so the seasons a test writes must lie ahead of it: a fixed date would be gone as soon as written
+    once it is a week or more past."""
+    today = datetime.now(UTC).date()  # not time.time(): the tests' clocks replace that
+    monday = today - timedelta(days=today.weekday()) + timedelta(weeks=2)
+    return datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
 
 
 def limits(**values: int) -> Any:

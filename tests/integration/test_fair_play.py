@@ -4,6 +4,7 @@ runs (local/game.json) and in the game template.yaml deploys; every refusal chan
 import math
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,14 +15,15 @@ from leaderboard.game import ActionType, parse
 from leaderboard.identity import Identity
 from local.template import LOCAL_GAME_FILE
 from tests.conftest import load_event
-from tests.integration.conftest import Game
+from tests.integration.conftest import Game, monday_after_next
 from tests.integration.test_auth import Watched, watched
 
 __all__ = ["watched"]  # the fixture, shared with test_auth
 
 HOUR = 3600
-# 2026-12-01T10:00:00Z: every test starts at the top of an hour.
-TOP_OF_AN_HOUR = 1_796_119_200.0
+# Every test starts at the top of an hour: 10:00 UTC on the Monday after next, ahead of the real clock by which
+# Redis expires the seasons the scores reach (a fixed date would have them gone as soon as written once past).
+TOP_OF_AN_HOUR = (monday_after_next() + timedelta(hours=10)).timestamp()
 
 GAMES = {"local": LOCAL_GAME_FILE.read_text(), "template": template_game()}
 

@@ -2,11 +2,13 @@
 in, the rollover at 00:00 UTC with a clock the tests control (no waiting for midnight), the archive, expiry and
 rebuilds per board and season; the new routes' handlers."""
 
+import calendar
 import json
 import os
 import time
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from itertools import count
 from typing import Any
 from unittest import mock
 
@@ -15,8 +17,9 @@ import pytest
 from functions.scores import get_board_scores, get_board_standing, list_boards, rebuild_board, roll_over_seasons
 from leaderboard import aws, board_sync, scores
 from leaderboard.game import game as game_definitions
+from leaderboard.seasons import rfc3339
 from tests.conftest import FakeLambdaContext, load_event
-from tests.integration.conftest import Game
+from tests.integration.conftest import Game, monday_after_next
 
 # The template's three boards and a monthly one, so every kind of reset is exercised.
 FOUR_BOARDS = json.dumps(
@@ -38,26 +41,71 @@ FOUR_BOARDS = json.dumps(
 )  # fmt: skip
 
 
-def ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+DAY_MS = 86_400_000
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def last_ms_of(day: date) -> int:
+    """The last millisecond of a day (UTC)."""
+    return epoch_ms(datetime(day.year, day.month, day.day, tzinfo=UTC)) + DAY_MS - 1
+
+
+# The last days of seasons, from a day on (the first one that ends on or after it).
+
+
+def a_sunday(start: date) -> date:
+    return start + timedelta(days=6 - start.weekday())
+
+
+def new_years_eve(start: date) -> date:
+    return date(start.year, 12, 31)
+
+
+def the_sunday_ending_an_iso_week_53(start: date) -> date:
+    """The last day of the ISO week that spans a new year in a year of 53 weeks (2026-12-28..2027-01-03 is 2026-W53)."""
+    year = next(year for year in count(start.year) if date(year, 12, 28).isocalendar().week == 53)
+    return date.fromisocalendar(year, 53, 7)
+
+
+def a_leap_day(start: date) -> date:
+    return next(date(year, 2, 29) for year in count(start.year) if calendar.isleap(year) and date(year, 2, 29) >= start)
 
 
 class Clock:
-    """time.time() for everything in the test (handlers, the board's versions), moved by the test."""
+    """time.time() for everything in the test (handlers, the board's versions), moved by the test (`now_ms`). It starts
+    on a Thursday at noon (UTC) in the week after next by the real clock, never on a fixed date: Redis expires a
+    season's keys by its own, real, clock (the season's end plus its readable days), so the seasons a test writes
+    must lie ahead of it."""
 
-    def __init__(self, moment: str) -> None:
-        self.now_ms = ms(moment)
-
-    def set(self, moment: str) -> None:
-        self.now_ms = ms(moment)
+    def __init__(self) -> None:
+        self.start = monday_after_next() + timedelta(days=3, hours=12)
+        self.start_ms = self.now_ms = epoch_ms(self.start)
 
     def __call__(self) -> float:
         return self.now_ms / 1000
 
+    def season(self, board_id: str, moment_ms: int | None = None) -> str:
+        """The name of the board's season holding `moment_ms` (by default the start), as the game names it."""
+        return game_definitions().boards[board_id].season_at(self.start_ms if moment_ms is None else moment_ms).name
+
+    @property
+    def week_end_ms(self) -> int:
+        """00:00 UTC on the Monday after the start: its week and its Sunday end, the weekly and daily boards reset."""
+        return last_ms_of(a_sunday(self.start.date())) + 1
+
+    @property
+    def unreadable_ms(self) -> int:
+        """When the last of the seasons holding the start stops being readable (its board's readable days over)."""
+        definitions = game_definitions().boards.values()
+        return max(d.expires_at_ms(d.season_at(self.start_ms)) or 0 for d in definitions)
+
 
 @pytest.fixture
 def clock(game: Game, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
-    clock = Clock("2026-12-03T12:00:00Z")
+    clock = Clock()
     monkeypatch.setattr(time, "time", clock)
     with mock.patch.dict(os.environ, {"GAME": FOUR_BOARDS}):
         yield clock
@@ -113,9 +161,9 @@ def test_one_score_feeds_every_board_of_its_type_exactly_once_in_one_write(game:
     assert writes == [game.stack.physical_id("PlayerTotalsTable")] * 2  # one write per score on four boards
     assert ledger(game, ann.user_id) == {
         "global/all": [500, clock.now_ms],
-        "weekly/2026-W49": [500, clock.now_ms],
-        "daily-best/2026-12-03": [300, clock.now_ms],
-        "monthly/2026-12": [500, clock.now_ms],
+        f"weekly/{clock.season('weekly')}": [500, clock.now_ms],
+        f"daily-best/{clock.season('daily-best')}": [300, clock.now_ms],
+        f"monthly/{clock.season('monthly')}": [500, clock.now_ms],
     }
     assert {board_id: points(board_id)[ann.user_id] for board_id in game_definitions().boards} == {
         "global": 500,
@@ -132,7 +180,7 @@ def test_an_action_type_feeds_only_its_boards(game: Game, clock: Clock) -> None:
     assert game.post(bob, {"user_id": bob.user_id, "score": 40, "action_id": action["action_id"]})[0] == 202
     game.drain()
 
-    assert ledger(game, bob.user_id) == {"monthly/2026-12": [40, clock.now_ms]}
+    assert ledger(game, bob.user_id) == {f"monthly/{clock.season('monthly')}": [40, clock.now_ms]}
     assert standing("global", bob.user_id)[0] == 404
 
 
@@ -156,44 +204,57 @@ def test_the_best_board_keeps_the_highest_single_score_and_ties_go_to_who_reache
 
 
 @pytest.mark.parametrize(
-    ("last_moment", "ended", "started"),
+    ("last_day", "ended", "started"),
     [
-        # A week's and a day's end (Sunday).
-        ("2026-12-06T23:59:59.999Z", {"weekly": "2026-W49", "daily-best": "2026-12-06"}, {"weekly": "2026-W50"}),
-        # The ISO week that spans a new year, and a month's end.
-        ("2026-12-31T23:59:59.999Z", {"monthly": "2026-12", "daily-best": "2026-12-31"}, {"monthly": "2027-01"}),
-        ("2027-01-03T23:59:59.999Z", {"weekly": "2026-W53"}, {"weekly": "2027-W01"}),
+        # A week's and a day's end (Sunday). By board: how the name of the season that ended, or started, ends.
+        pytest.param(a_sunday, {"weekly": "", "daily-best": ""}, {"weekly": ""}, id="a-week-s-end"),
+        # A year's end, and the ISO week that spans a new year.
+        pytest.param(new_years_eve, {"monthly": "-12", "daily-best": "-12-31"}, {"monthly": "-01"}, id="a-year-s-end"),
+        pytest.param(the_sunday_ending_an_iso_week_53, {"weekly": "-W53"}, {"weekly": "-W01"}, id="iso-week-53"),
         # The leap day.
-        ("2028-02-29T23:59:59.999Z", {"daily-best": "2028-02-29", "monthly": "2028-02"}, {"monthly": "2028-03"}),
+        pytest.param(a_leap_day, {"daily-best": "-02-29", "monthly": "-02"}, {"monthly": "-03"}, id="a-leap-day"),
     ],
 )
 def test_a_score_accepted_just_before_a_reset_and_applied_after_counts_in_the_season_that_ended(
-    game: Game, clock: Clock, last_moment: str, ended: dict[str, str], started: dict[str, str]
+    game: Game,
+    clock: Clock,
+    last_day: Callable[[date], date],
+    ended: dict[str, str],
+    started: dict[str, str],
 ) -> None:
     ann = game.player("ann")
-    clock.set(last_moment)
+    last_ms = last_ms_of(last_day(clock.start.date()))
+    clock.now_ms = last_ms
     game.score(ann, 10)  # the 202's moment: the last millisecond of the season
     clock.now_ms += 1 + 500  # the reset has passed when the consumer applies it
 
     game.drain()
 
-    for board_id, season in ended.items():
+    for board_id, tail in ended.items():
+        season = clock.season(board_id, last_ms)
+        assert season.endswith(tail), season
+        assert season != clock.season(board_id, last_ms + 1), "the board resets then"
         assert points(board_id, season=season) == {ann.user_id: 10}, board_id
-    for board_id, season in started.items():
+    for board_id, tail in started.items():
+        season = clock.season(board_id, last_ms + 1)
+        assert season.endswith(tail), season
         status, body = page(board_id)
         assert (status, body["season"], body["items"]) == (200, season, []), "the new season starts empty"
     assert points("global") == {ann.user_id: 10}
 
 
 def test_the_boards_route_shows_the_new_season_from_the_reset_on(game: Game, clock: Clock) -> None:
-    clock.set("2026-12-06T23:59:59.999Z")
+    clock.now_ms = clock.week_end_ms - 1
     before = json.loads(list_boards.lambda_handler(load_event("list_boards"), FakeLambdaContext())["body"])
     clock.now_ms += 1
     after = json.loads(list_boards.lambda_handler(load_event("list_boards"), FakeLambdaContext())["body"])
 
     weekly_before, weekly_after = (next(b for b in boards if b["id"] == "weekly") for boards in (before, after))
-    assert (weekly_before["season"], weekly_before["ends_at"]) == ("2026-W49", "2026-12-07T00:00:00Z")
-    assert (weekly_after["season"], weekly_after["starts_at"]) == ("2026-W50", "2026-12-07T00:00:00Z")
+    reset = rfc3339(clock.week_end_ms)
+    this_week, next_week = clock.season("weekly"), clock.season("weekly", clock.week_end_ms)
+    assert this_week != next_week
+    assert (weekly_before["season"], weekly_before["ends_at"]) == (this_week, reset)
+    assert (weekly_after["season"], weekly_after["starts_at"]) == (next_week, reset)
 
 
 def test_a_seasons_keys_expire_when_its_readable_days_are_over_and_all_time_never(game: Game, clock: Clock) -> None:
@@ -210,8 +271,9 @@ def test_a_seasons_keys_expire_when_its_readable_days_are_over_and_all_time_neve
         keys = client.scan_iter(match=f"{prefix}:[{{]{tag}[}}]:*")
         return {client.pexpiretime(key) for key in keys if not key.endswith(b":publishing")}  # a lease: 10 s
 
-    assert expiries("weekly:2026-W49") == {ms("2026-12-07T00:00:00Z") + 28 * 86_400_000}
-    assert expiries("daily-best:2026-12-03") == {ms("2026-12-04T00:00:00Z") + 7 * 86_400_000}
+    day_end_ms = last_ms_of(clock.start.date()) + 1
+    assert expiries(f"weekly:{clock.season('weekly')}") == {clock.week_end_ms + 28 * DAY_MS}
+    assert expiries(f"daily-best:{clock.season('daily-best')}") == {day_end_ms + 7 * DAY_MS}
     assert expiries("global:all") == {-1}  # no expiry
 
 
@@ -220,38 +282,40 @@ def test_an_ended_season_is_archived_and_read_from_the_archive_once_redis_let_it
     game.score(ann, 30)
     game.score(bob, 20)
     game.drain()
-    clock.set("2026-12-07T00:15:00Z")  # the schedule runs after the reset
+    clock.now_ms = clock.week_end_ms + 15 * 60_000  # the schedule runs after the reset
 
     first = roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
     again = roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
 
-    assert sorted(first["archived"]) == ["daily-best/2026-12-03", "weekly/2026-W49"]  # the seasons that had scores
+    week, day = clock.season("weekly"), clock.season("daily-best")
+    assert sorted(first["archived"]) == [f"daily-best/{day}", f"weekly/{week}"]  # the seasons that had scores
     assert again["archived"] == []  # nothing changed since
-    clock.set("2027-02-01T00:00:00Z")  # long past the season's readable days: Redis has let it go
-    status, body = page("weekly", season="2026-W49")
+    clock.now_ms = clock.unreadable_ms  # past the seasons' readable days: Redis has let them go
+    status, body = page("weekly", season=week)
     assert (status, [(e["user_id"], e["rank"], e["score"]) for e in body["items"]]) == (
         200,
         [(ann.user_id, 1, 30), (bob.user_id, 2, 20)],
     )
-    status, mine = standing("weekly", bob.user_id, season="2026-W49")
-    assert (status, mine["rank"], mine["season"]) == (200, 2, "2026-W49")
-    assert page("daily-best", season="2026-12-03")[0] == 200  # kept for good, like every archived season
-    assert page("daily-best", season="2026-12-02")[0] == 404  # no score then: nothing was archived
+    status, mine = standing("weekly", bob.user_id, season=week)
+    assert (status, mine["rank"], mine["season"]) == (200, 2, week)
+    assert page("daily-best", season=day)[0] == 200  # kept for good, like every archived season
+    day_before = clock.season("daily-best", clock.start_ms - DAY_MS)
+    assert page("daily-best", season=day_before)[0] == 404  # no score then: nothing was archived
 
 
 def test_a_late_score_applied_after_the_archive_is_archived_again(game: Game, clock: Clock) -> None:
     ann, bob = game.player("ann"), game.player("bob")
     game.score(ann, 30)
     game.drain()
-    clock.set("2026-12-06T23:59:59.999Z")
+    clock.now_ms = clock.week_end_ms - 1
     game.score(bob, 50)  # accepted before the reset...
-    clock.set("2026-12-07T00:15:00Z")
+    clock.now_ms = clock.week_end_ms + 15 * 60_000
     roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
     game.drain()  # ...applied after the archive ran
     roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
 
-    clock.set("2027-02-01T00:00:00Z")
-    assert points("weekly", season="2026-W49") == {bob.user_id: 50, ann.user_id: 30}
+    clock.now_ms = clock.unreadable_ms
+    assert points("weekly", season=clock.season("weekly")) == {bob.user_id: 50, ann.user_id: 30}
 
 
 def test_a_rebuild_of_one_season_restores_only_that_season(game: Game, clock: Clock) -> None:
@@ -261,9 +325,10 @@ def test_a_rebuild_of_one_season_restores_only_that_season(game: Game, clock: Cl
     client = game.redis
     client.delete(*client.scan_iter(match=f"{os.environ['REDIS_KEY_PREFIX']}:*"))  # Redis came back empty
 
-    result = rebuild_board.lambda_handler({"board": "weekly", "season": "2026-W49"}, FakeLambdaContext())
+    week = clock.season("weekly")
+    result = rebuild_board.lambda_handler({"board": "weekly", "season": week}, FakeLambdaContext())
 
-    assert result == {"players": {"weekly/2026-W49": 1}}
+    assert result == {"players": {f"weekly/{week}": 1}}
     assert points("weekly") == {ann.user_id: 30}
     assert points("global") == {}
     rebuild_board.lambda_handler({}, FakeLambdaContext())
@@ -275,13 +340,13 @@ def test_a_change_redriven_after_its_seasons_stopped_being_readable_reaches_the_
 ) -> None:
     ann = game.player("ann")
     game.score(ann, 30)
-    clock.set("2027-02-05T00:00:00Z")  # two months later, out of the dead-letter queue
+    clock.now_ms = clock.unreadable_ms + 4 * DAY_MS  # weeks later, out of the dead-letter queue
 
     game.drain()
 
-    assert ledger(game, ann.user_id)["global/all"] == [30, ms("2026-12-03T12:00:00Z")]
+    assert ledger(game, ann.user_id)["global/all"] == [30, clock.start_ms]
     assert points("global") == {ann.user_id: 30}
-    assert points("weekly") == {}, "this week's board: the score was last year's"
+    assert points("weekly") == {}, "this week's board: the score was weeks before it"
 
 
 def test_players_beyond_the_first_page_are_reached_with_offset(game: Game, clock: Clock) -> None:
@@ -381,9 +446,9 @@ def test_a_season_redis_lost_never_overwrites_its_archive(game: Game, clock: Clo
     game.score(ann, 30)
     game.score(bob, 20)
     game.drain()
-    clock.set("2026-12-06T23:59:59.999Z")
+    clock.now_ms = clock.week_end_ms - 1
     game.score(cid, 5)  # accepted before the reset, applied after Redis came back empty
-    clock.set("2026-12-07T00:15:00Z")
+    clock.now_ms = clock.week_end_ms + 15 * 60_000
     roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
     client = game.redis
     client.delete(*client.scan_iter(match=f"{os.environ['REDIS_KEY_PREFIX']}:*"))
@@ -391,11 +456,12 @@ def test_a_season_redis_lost_never_overwrites_its_archive(game: Game, clock: Clo
 
     again = roll_over_seasons.lambda_handler(load_event("roll_over_seasons"), FakeLambdaContext())
 
-    assert "weekly/2026-W49" not in again["archived"]  # one player where the archive has two
-    rebuild_board.lambda_handler({"board": "weekly", "season": "2026-W49"}, FakeLambdaContext())
-    assert "weekly/2026-W49" in roll_over_seasons.lambda_handler({}, FakeLambdaContext())["archived"]
-    clock.set("2027-02-01T00:00:00Z")
-    assert points("weekly", season="2026-W49") == {ann.user_id: 30, bob.user_id: 20, cid.user_id: 5}
+    week = clock.season("weekly")
+    assert f"weekly/{week}" not in again["archived"]  # one player where the archive has two
+    rebuild_board.lambda_handler({"board": "weekly", "season": week}, FakeLambdaContext())
+    assert f"weekly/{week}" in roll_over_seasons.lambda_handler({}, FakeLambdaContext())["archived"]
+    clock.now_ms = clock.unreadable_ms
+    assert points("weekly", season=week) == {ann.user_id: 30, bob.user_id: 20, cid.user_id: 5}
 
 
 def test_a_score_feeding_three_boards_wakes_their_publishers_in_one_request(game: Game, clock: Clock) -> None:
@@ -418,11 +484,8 @@ def test_a_score_feeding_three_boards_wakes_their_publishers_in_one_request(game
 def test_a_score_accepted_after_a_reset_by_a_clock_ahead_of_the_consumer_s_lands_on_the_new_season(
     game: Game, clock: Clock
 ) -> None:
-    # The coming reset by the real clock (time_ns: the test's clock patches time.time only): Redis expires a
-    # season's keys by its own clock, so the seasons around it are never gone as soon as they are written.
     boards = game_definitions().boards
-    reset_ms = boards["weekly"].season_at(time.time_ns() // 1_000_000).ends_at_ms
-    assert reset_ms is not None
+    reset_ms = clock.week_end_ms  # the weekly and the daily boards reset together
     resetting = {
         board.id: (board.season_at(reset_ms - 1).name, board.season_at(reset_ms).name)
         for board in boards.values()
